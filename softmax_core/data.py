@@ -1,0 +1,303 @@
+"""Fashion-MNIST and MNIST in the official IDX .gz format: find, download, check and load them."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import zlib
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+ENV_DATA_DIR = "SOFTMAX_DATA_DIR"  # a data root: one sub-folder per data set
+ENV_CACHE_DIR = "SOFTMAX_CACHE_DIR"  # where downloads go (default: the user's cache folder)
+ENV_MIRRORS = "SOFTMAX_DATA_MIRRORS"  # comma-separated base URLs tried before the official mirrors
+SYSTEM_ROOTS = (Path("/usr/share/datasets"),)  # Debian/Ubuntu: package dataset-fashion-mnist
+
+FILES = {
+    "train_images": "train-images-idx3-ubyte.gz",
+    "train_labels": "train-labels-idx1-ubyte.gz",
+    "test_images": "t10k-images-idx3-ubyte.gz",
+    "test_labels": "t10k-labels-idx1-ubyte.gz",
+}
+_IMAGE_MAGIC, _LABEL_MAGIC = 0x00000803, 0x00000801
+_EXPECTED_COUNT = {"train": 60000, "test": 10000}
+
+ProgressCallback = Callable[[str, int, int], None]  # (file name, bytes done, bytes in all or 0 if unknown)
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """What identifies a data set: its classes, the official files' MD5s and the mirrors serving them."""
+
+    title: str
+    class_names: tuple[str, ...]
+    md5: dict[str, str]  # file name -> MD5 of the official .gz
+    mirrors: tuple[str, ...]
+
+
+DATASETS: dict[str, DatasetSpec] = {
+    "fashion-mnist": DatasetSpec(
+        title="Fashion-MNIST",
+        class_names=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
+        md5={
+            "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+            "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
+            "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
+            "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
+        },
+        mirrors=(
+            "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+            "https://github.com/zalandoresearch/fashion-mnist/raw/master/data/fashion/",
+        ),
+    ),
+    "mnist": DatasetSpec(
+        title="MNIST digits",
+        class_names=tuple(str(digit) for digit in range(10)),
+        md5={
+            "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+            "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+            "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+            "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+        },
+        mirrors=(
+            "https://ossci-datasets.s3.amazonaws.com/mnist/",
+            "https://storage.googleapis.com/cvdf-datasets/mnist/",
+        ),
+    ),
+}
+
+
+class DataError(RuntimeError):
+    """A data set that cannot be used; the message names the file or folder and says how to fix it."""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """The four arrays of one data set, read-only, with its class names and where it came from."""
+
+    name: str
+    title: str
+    class_names: tuple[str, ...]
+    train_images: np.ndarray  # (60000, 28, 28) uint8
+    train_labels: np.ndarray  # (60000,) uint8, 0-9
+    test_images: np.ndarray  # (10000, 28, 28) uint8
+    test_labels: np.ndarray  # (10000,) uint8, 0-9
+    source: Path  # the folder the files were read from
+
+
+def default_cache_dir() -> Path:
+    """The download cache: $SOFTMAX_CACHE_DIR, else the user's cache folder (e.g. ~/.cache/softmax-regression)."""
+    if os.environ.get(ENV_CACHE_DIR):
+        return Path(os.environ[ENV_CACHE_DIR]).expanduser()
+    import pooch  # noqa: PLC0415 -- only needed for its platform-aware cache location
+
+    return Path(pooch.os_cache("softmax-regression"))
+
+
+def search_roots(root: str | Path | None = None, cache_dir: str | Path | None = None) -> list[Path]:
+    """The data roots looked at, in order: root, $SOFTMAX_DATA_DIR, /usr/share/datasets, the cache."""
+    roots = [Path(root).expanduser()] if root else []
+    if os.environ.get(ENV_DATA_DIR):
+        roots.append(Path(os.environ[ENV_DATA_DIR]).expanduser())
+    roots.extend(SYSTEM_ROOTS)
+    roots.append(Path(cache_dir) if cache_dir else default_cache_dir())
+    return roots
+
+
+def load_dataset(
+    name: str = "fashion-mnist",
+    root: str | Path | None = None,
+    *,
+    download: bool = True,
+    cache_dir: str | Path | None = None,
+    progress: ProgressCallback | None = None,
+) -> Dataset:
+    """Find the data set in the search roots (downloading it to the cache if none has it), check and load it."""
+    spec = _spec(name)
+    cache = Path(cache_dir) if cache_dir else default_cache_dir()
+    roots = search_roots(root, cache)
+    for folder in (r / name for r in roots):
+        present = [f for f in FILES.values() if (folder / f).is_file()]
+        if len(present) == len(FILES):
+            return _read_folder(name, spec, folder)
+        if present and folder.parent != cache:
+            missing = ", ".join(f for f in FILES.values() if f not in present)
+            raise DataError(
+                f"{folder} holds only part of {spec.title}: {missing} is missing. "
+                f"Copy the missing file(s) there, or remove the folder to use another source."
+            )
+    if not download:
+        raise DataError(_not_found(name, spec, roots, reason="downloading is switched off"))
+    folder = fetch(name, cache, progress)
+    return _read_folder(name, spec, folder)
+
+
+def fetch(name: str, cache_dir: str | Path, progress: ProgressCallback | None = None) -> Path:
+    """Download the data set's missing or damaged files into cache_dir/name, hash-checked; return that folder."""
+    import pooch  # noqa: PLC0415 -- loading local files must not need the download stack
+
+    spec = _spec(name)
+    folder = Path(cache_dir) / name
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".write-test"
+        probe.touch()
+        probe.unlink()
+    except OSError as err:
+        raise DataError(
+            f"cannot write to the download folder {folder} ({err.strerror or err}). "
+            f"Set {ENV_CACHE_DIR} to a writable folder, or put the data where it can be read (see --help)."
+        ) from None
+    extra = [m.strip() for m in os.environ.get(ENV_MIRRORS, "").split(",") if m.strip()]
+    mirrors = [m if m.endswith("/") else m + "/" for m in (*extra, *spec.mirrors)]
+    for file_name, md5 in spec.md5.items():
+        failures = []
+        for mirror in mirrors:
+            try:
+                pooch.retrieve(
+                    mirror + file_name,
+                    known_hash=f"md5:{md5}",
+                    fname=file_name,
+                    path=folder,
+                    progressbar=_Progress(file_name, progress) if progress else False,
+                )
+                break
+            except Exception as err:  # noqa: BLE001 -- any mirror failure means: try the next one
+                failures.append(f"{mirror}: {_short(err)}")
+        else:
+            raise DataError(
+                f"could not download {file_name} of {spec.title}. Tried:\n  " + "\n  ".join(failures) + "\n"
+                + _ways_to_get(name, spec)
+            )
+    return folder
+
+
+def read_images(path: str | Path, expected: int | None = None) -> np.ndarray:
+    """Read an IDX image file (.gz) into a read-only uint8 array (n, 28, 28), checking its header and size."""
+    data = _decompress(Path(path))
+    header = _header(path, data, _IMAGE_MAGIC, 16, "images")
+    n, rows, cols = (int(v) for v in header[1:4])
+    if (rows, cols) != (28, 28):
+        raise DataError(f"{path} holds {rows}x{cols} images, not 28x28. {_replace_hint(path)}")
+    _check_length(path, data, 16 + n * rows * cols, n, expected)
+    return _readonly(np.frombuffer(data, np.uint8, offset=16).reshape(n, rows, cols))
+
+
+def read_labels(path: str | Path, expected: int | None = None) -> np.ndarray:
+    """Read an IDX label file (.gz) into a read-only uint8 array (n,), checking header, size and range 0-9."""
+    data = _decompress(Path(path))
+    header = _header(path, data, _LABEL_MAGIC, 8, "labels")
+    n = int(header[1])
+    _check_length(path, data, 8 + n, n, expected)
+    labels = np.frombuffer(data, np.uint8, offset=8)
+    if labels.size and labels.max() > 9:
+        raise DataError(f"{path} has a label of {int(labels.max())}; labels must be 0-9. {_replace_hint(path)}")
+    return _readonly(labels)
+
+
+def _read_folder(name: str, spec: DatasetSpec, folder: Path) -> Dataset:
+    def read(key: str):
+        split = key.split("_")[0]
+        reader = read_images if key.endswith("images") else read_labels
+        return reader(folder / FILES[key], _EXPECTED_COUNT[split])
+
+    # zlib releases the GIL, so the four files decompress side by side.
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        arrays = dict(zip(FILES, pool.map(read, FILES)))
+    for split in ("train", "test"):
+        if len(arrays[f"{split}_images"]) != len(arrays[f"{split}_labels"]):
+            raise DataError(
+                f"{folder}: {len(arrays[split + '_images'])} {split} images but {len(arrays[split + '_labels'])} labels; "
+                f"the files do not belong together. Replace them with the official files."
+            )
+    return Dataset(name, spec.title, spec.class_names, source=folder, **arrays)
+
+
+def _decompress(path: Path) -> bytes:
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise DataError(f"cannot read {path}: {err.strerror or err}. Check the file's permissions.") from None
+    try:
+        # Content is checked, not the .gz bytes: Debian's package re-writes the gzip header.
+        return gzip.decompress(raw)
+    except (OSError, EOFError, zlib.error) as err:
+        raise DataError(f"{path} is not a complete gzip file ({_short(err)}). {_replace_hint(path)}") from None
+
+
+def _header(path, data: bytes, magic: int, size: int, what: str) -> np.ndarray:
+    if len(data) < size:
+        raise DataError(f"{path} is too short to be an IDX {what} file. {_replace_hint(path)}")
+    header = np.frombuffer(data, ">u4", count=size // 4)
+    if int(header[0]) != magic:
+        raise DataError(
+            f"{path} is not an IDX {what} file (magic number 0x{int(header[0]):08x}, expected 0x{magic:08x}). "
+            f"{_replace_hint(path)}"
+        )
+    return header
+
+
+def _check_length(path, data: bytes, wanted: int, n: int, expected: int | None) -> None:
+    if len(data) != wanted:
+        raise DataError(f"{path} should hold {wanted} bytes for {n} items but holds {len(data)}. {_replace_hint(path)}")
+    if expected is not None and n != expected:
+        raise DataError(f"{path} holds {n} items, expected {expected}. {_replace_hint(path)}")
+
+
+def _readonly(array: np.ndarray) -> np.ndarray:
+    array.setflags(write=False)
+    return array
+
+
+def _replace_hint(path) -> str:
+    return f"Delete {Path(path).name} and run again to download a fresh copy, or replace it with the official file."
+
+
+def _spec(name: str) -> DatasetSpec:
+    if name not in DATASETS:
+        raise DataError(f"unknown data set {name!r}; choose one of: {', '.join(DATASETS)}")
+    return DATASETS[name]
+
+
+def _ways_to_get(name: str, spec: DatasetSpec) -> str:
+    lines = [f"To get {spec.title}, do one of these:"]
+    if name == "fashion-mnist":
+        lines.append("  - install the Debian/Ubuntu package: sudo apt install dataset-fashion-mnist")
+    lines += [
+        f"  - put the four files ({', '.join(FILES.values())}) in ROOT/{name}/ and set {ENV_DATA_DIR}=ROOT "
+        "(or pass --data-dir ROOT);",
+        "  - connect to the internet and run again: the files are downloaded once into the cache.",
+    ]
+    return "\n".join(lines)
+
+
+def _not_found(name: str, spec: DatasetSpec, roots: Sequence[Path], reason: str) -> str:
+    looked = "\n  ".join(str(r / name) for r in roots)
+    return f"{spec.title} was not found in:\n  {looked}\nand {reason}.\n{_ways_to_get(name, spec)}"
+
+
+def _short(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0][:200]}" if text else type(err).__name__
+
+
+class _Progress:
+    """The progress-bar object pooch drives (total, update, reset, close), reported to a callback."""
+
+    def __init__(self, file_name: str, callback: ProgressCallback) -> None:
+        self.file_name, self.callback = file_name, callback
+        self.total, self.done = 0, 0
+
+    def update(self, n: int) -> None:
+        self.done += n
+        self.callback(self.file_name, self.done, self.total or 0)
+
+    def reset(self) -> None:
+        self.done = 0
+
+    def close(self) -> None:
+        self.callback(self.file_name, self.done, self.total or self.done)

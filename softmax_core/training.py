@@ -1,0 +1,245 @@
+"""Minibatch SGD for softmax regression, as an iterator that yields one record per epoch."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from .model import SoftmaxRegression
+
+SCHEDULES = ("constant", "step", "cosine")
+_SCALE = np.float32(1 / 255)  # uint8 pixels -> [0, 1], folded into the small (batch, 10) products
+_CHUNK = 4096  # rows converted to float32 at a time when evaluating
+
+
+class ConfigError(ValueError):
+    """A hyperparameter outside its allowed range; the message says which and what is allowed."""
+
+
+class TrainingDiverged(ArithmeticError):
+    """The loss became NaN or infinite; the model was put back as it was before that epoch."""
+
+    def __init__(self, epoch: int, lr: float) -> None:
+        self.epoch = epoch
+        self.lr = lr
+        super().__init__(
+            f"training diverged in epoch {epoch}: the loss is no longer a finite number at learning rate {lr:g}. "
+            f"The model was kept as it was after epoch {epoch - 1}; try a smaller learning rate (e.g. {lr / 10:g})."
+        )
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyperparameters of one call to Trainer.run; the defaults are the lesson's."""
+
+    lr: float = 0.1  # learning rate of minibatch SGD
+    batch_size: int = 256  # samples per update; the last, smaller batch of an epoch is used too
+    epochs: int = 5  # passes over the training set
+    momentum: float = 0.0  # heavy-ball momentum; 0 is the lesson's plain SGD
+    weight_decay: float = 0.0  # L2 penalty on W (not b), added to the gradient
+    schedule: str = "constant"  # "constant", "step" (x gamma every step_size epochs) or "cosine" (to 0)
+    step_size: int = 5  # epochs between decays of the "step" schedule
+    gamma: float = 0.5  # factor of each "step" decay
+
+    def __post_init__(self) -> None:
+        _check(self.lr, "learning rate", lambda v: 0 < v <= 1e4, "a number > 0 and <= 10000")
+        _check(self.batch_size, "batch size", lambda v: 1 <= v <= 10**7, "a whole number >= 1", integer=True)
+        _check(self.epochs, "epochs", lambda v: 1 <= v <= 10_000, "a whole number from 1 to 10000", integer=True)
+        _check(self.momentum, "momentum", lambda v: 0 <= v < 1, "a number >= 0 and < 1")
+        _check(self.weight_decay, "weight decay", lambda v: 0 <= v <= 1, "a number from 0 to 1")
+        _check(self.step_size, "step size", lambda v: 1 <= v <= 10_000, "a whole number >= 1", integer=True)
+        _check(self.gamma, "gamma", lambda v: 0 < v <= 1, "a number > 0 and <= 1")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"schedule must be one of {', '.join(SCHEDULES)}; got {self.schedule!r}")
+
+    def lr_at(self, epoch_index: int) -> float:
+        """Learning rate of the epoch_index-th epoch of this run, counted from 0."""
+        if self.schedule == "step":
+            return self.lr * self.gamma ** (epoch_index // self.step_size)
+        if self.schedule == "cosine":
+            return self.lr * 0.5 * (1 + math.cos(math.pi * epoch_index / self.epochs))
+        return self.lr
+
+
+def _check(value: object, name: str, ok: Callable[[float], bool], allowed: str, integer: bool = False) -> None:
+    kinds = (int, np.integer) if integer else (int, float, np.integer, np.floating)
+    if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value) or not ok(value):
+        raise ConfigError(f"{name} must be {allowed}; got {value!r}")
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    """What one epoch produced; epoch 0 describes the untrained model."""
+
+    epoch: int
+    train_loss: float  # mean loss over the epoch's batches, each measured before its update
+    train_acc: float  # accuracy over the epoch's batches, measured the same way (as the lesson does)
+    test_loss: float
+    test_acc: float
+    lr: float
+    seconds: float  # wall time of the epoch, evaluation included
+
+    def log_line(self) -> str:
+        """The lesson's line, e.g. 'epoch 1, loss 0.7885, train acc 0.748, test acc 0.785'."""
+        return f"epoch {self.epoch}, loss {self.train_loss:.4f}, train acc {self.train_acc:.3f}, test acc {self.test_acc:.3f}"
+
+    def as_dict(self) -> dict[str, float]:
+        """The record as a plain dict (for tables and CSV)."""
+        return asdict(self)
+
+
+ProgressCallback = Callable[[int, int], None]  # (samples done in this epoch, samples per epoch)
+
+
+class Trainer:
+    """Trains one model on uint8 images with minibatch SGD; keeps its RNG and momentum between runs."""
+
+    def __init__(
+        self,
+        model: SoftmaxRegression,
+        train_images: np.ndarray,
+        train_labels: np.ndarray,
+        test_images: np.ndarray,
+        test_labels: np.ndarray,
+        rng: np.random.Generator,
+    ) -> None:
+        self.model = model
+        # uint8 rows are shared, never copied: four times smaller than float32 and cheap to gather.
+        self.X_train = _pixels(train_images)  # (n_train, 784) uint8
+        self.y_train = np.asarray(train_labels, dtype=np.intp)
+        self.X_test = _pixels(test_images)  # (n_test, 784) uint8
+        self.y_test = np.asarray(test_labels, dtype=np.intp)
+        self.rng = rng
+        self.epochs_done = 0
+        self._velocity: tuple[np.ndarray, np.ndarray] | None = None
+        n_classes = model.b.shape[0]
+        self._onehot = np.eye(n_classes, dtype=np.float32)[self.y_train]  # (n_train, n_classes)
+
+    def evaluate(self, split: str = "test") -> tuple[float, float]:
+        """Mean loss and accuracy of the current model on the "train" or "test" split."""
+        X, y = (self.X_train, self.y_train) if split == "train" else (self.X_test, self.y_test)
+        return _evaluate(self.model, X, y)
+
+    def initial_record(self) -> EpochRecord:
+        """Epoch 0: the current model's figures before any (further) training."""
+        start = time.perf_counter()
+        train_loss, train_acc = self.evaluate("train")
+        test_loss, test_acc = self.evaluate("test")
+        return EpochRecord(self.epochs_done, train_loss, train_acc, test_loss, test_acc, 0.0, time.perf_counter() - start)
+
+    def run(self, config: TrainConfig, on_progress: ProgressCallback | None = None) -> Iterator[EpochRecord]:
+        """Train config.epochs epochs from the current parameters, yielding a record after each.
+
+        Raises TrainingDiverged when the loss stops being finite. If the caller stops in the middle of
+        an epoch (an exception from on_progress, or closing the iterator), that epoch is undone, so the
+        model, RNG and momentum are exactly as after the last yielded record.
+        """
+        for index in range(config.epochs):
+            lr = config.lr_at(index)
+            snapshot = self._snapshot()
+            start = time.perf_counter()
+            try:
+                train_loss, train_acc = self._epoch(config, lr, on_progress)
+            except BaseException:
+                self._restore(snapshot)
+                raise
+            if not (math.isfinite(train_loss) and self.model.is_finite()):
+                self._restore(snapshot)
+                raise TrainingDiverged(self.epochs_done + 1, lr)
+            self.epochs_done += 1
+            test_loss, test_acc = self.evaluate("test")
+            seconds = time.perf_counter() - start
+            yield EpochRecord(self.epochs_done, train_loss, train_acc, test_loss, test_acc, lr, seconds)
+
+    def _epoch(self, config: TrainConfig, lr: float, on_progress: ProgressCallback | None) -> tuple[float, float]:
+        X, onehot = self.X_train, self._onehot
+        W, b = self.model.W, self.model.b
+        n, d = X.shape
+        k_max = min(config.batch_size, n)
+        order = self.rng.permutation(n)
+        # Reused buffers: after the gather the batch sits in cache for both matrix products.
+        pixels = np.empty((k_max, d), dtype=np.uint8)
+        xb_buf = np.empty((k_max, d), dtype=np.float32)
+        target = np.empty((k_max, W.shape[1]), dtype=np.float32)
+        probs_buf = np.empty_like(target)
+        grad_W = np.empty_like(W)
+        logits = np.empty((n, W.shape[1]), dtype=np.float32)  # every batch's logits, scored after the epoch
+        momentum, decay = config.momentum, config.weight_decay
+        if momentum and self._velocity is None:
+            self._velocity = (np.zeros_like(W), np.zeros_like(b))
+        for start in range(0, n, k_max):
+            idx = order[start : start + k_max]
+            k = len(idx)
+            xb = xb_buf[:k]
+            np.copyto(xb, np.take(X, idx, axis=0, out=pixels[:k]))  # (k, 784) float32, 0..255
+            z = np.matmul(xb, W, out=logits[start : start + k])  # (k, 10)
+            z *= _SCALE
+            z += b
+            probs = np.subtract(z, z.max(axis=1, keepdims=True), out=probs_buf[:k])
+            np.exp(probs, out=probs)
+            probs /= probs.sum(axis=1, keepdims=True)
+            probs -= np.take(onehot, idx, axis=0, out=target[:k])  # dLoss/dz, times k
+            np.matmul(xb.T, probs, out=grad_W)  # (784, 10), times 255 * k
+            grad_W *= np.float32(1 / (255 * k))
+            grad_b = probs.sum(axis=0)
+            grad_b *= np.float32(1 / k)
+            if decay:
+                grad_W += np.float32(decay) * W
+            if momentum:
+                vW, vb = self._velocity
+                vW *= np.float32(momentum)
+                vW += grad_W
+                vb *= np.float32(momentum)
+                vb += grad_b
+                grad_W, grad_b = vW, vb
+            W -= np.float32(lr) * grad_W
+            b -= np.float32(lr) * grad_b
+            if on_progress is not None:
+                on_progress(start + k, n)
+        with np.errstate(all="ignore"):
+            labels = self.y_train[order]
+            loss = float(np.mean(_logsumexp32(logits) - logits[np.arange(n), labels], dtype=np.float64))
+            acc = float(np.mean(np.argmax(logits, axis=1) == labels))
+        return loss, acc
+
+    def _snapshot(self) -> tuple:
+        velocity = None if self._velocity is None else (self._velocity[0].copy(), self._velocity[1].copy())
+        return self.model.W.copy(), self.model.b.copy(), self.rng.bit_generator.state, velocity
+
+    def _restore(self, snapshot: tuple) -> None:
+        W, b, rng_state, velocity = snapshot
+        self.model.W[...] = W
+        self.model.b[...] = b
+        self.rng.bit_generator.state = rng_state
+        self._velocity = velocity
+
+
+def _pixels(images: np.ndarray) -> np.ndarray:
+    images = np.asarray(images)
+    if images.dtype != np.uint8:
+        raise TypeError(f"images must be uint8 pixels 0..255, got {images.dtype}")
+    return images.reshape(len(images), -1)
+
+
+def _logsumexp32(z: np.ndarray) -> np.ndarray:
+    shift = z.max(axis=1, keepdims=True)
+    return np.log(np.exp(z - shift).sum(axis=1)) + shift[:, 0]
+
+
+def _evaluate(model: SoftmaxRegression, X: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy over uint8 rows X, converted a chunk at a time."""
+    total_loss, correct = 0.0, 0
+    with np.errstate(all="ignore"):
+        for start in range(0, len(X), _CHUNK):
+            xb = X[start : start + _CHUNK].astype(np.float32)
+            z = xb @ model.W
+            z *= _SCALE
+            z += model.b
+            yb = y[start : start + _CHUNK]
+            total_loss += float(np.sum(_logsumexp32(z) - z[np.arange(len(yb)), yb], dtype=np.float64))
+            correct += int(np.count_nonzero(np.argmax(z, axis=1) == yb))
+    return total_loss / len(X), correct / len(X)
