@@ -131,14 +131,17 @@ class Trainer:
         test_loss, test_acc = self.evaluate("test")
         return EpochRecord(self.epochs_done, train_loss, train_acc, test_loss, test_acc, 0.0, time.perf_counter() - start)
 
-    def run(self, config: TrainConfig, on_progress: ProgressCallback | None = None) -> Iterator[EpochRecord]:
+    def run(self, config: TrainConfig, on_progress: ProgressCallback | None = None, start: int = 0) -> Iterator[EpochRecord]:
         """Train config.epochs epochs from the current parameters, yielding a record after each.
+
+        `start` skips that many epochs of the schedule: a run resumed after an interruption keeps its
+        learning rates.
 
         Raises TrainingDiverged when the loss stops being finite. If the caller stops in the middle of
         an epoch (an exception from on_progress, or closing the iterator), that epoch is undone, so the
         model, RNG and momentum are exactly as after the last yielded record.
         """
-        for index in range(config.epochs):
+        for index in range(start, config.epochs):
             lr = config.lr_at(index)
             snapshot = self._snapshot()
             start = time.perf_counter()

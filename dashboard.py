@@ -1,0 +1,19 @@
+"""Streamlit entry point: `streamlit run dashboard.py`. It only sets up the page and routes."""
+
+import streamlit as st
+
+from ui import train_page
+from ui.state import get_session
+
+st.set_page_config(page_title="Softmax regression from scratch", page_icon="🧮", layout="wide")
+# Every script run supersedes a training loop still running in an older run of this session.
+get_session().generation += 1
+page = st.navigation(
+    [
+        st.Page(train_page.render, title="Train", icon="🏋️", default=True, url_path="train"),
+        st.Page("pages/softmax_explorer.py", title="Softmax explorer", icon="🔢"),
+        st.Page("pages/model_inspector.py", title="Model inspector", icon="🔍"),
+        st.Page("pages/data_explorer.py", title="Data explorer", icon="🖼️"),
+    ]
+)
+page.run()

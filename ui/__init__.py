@@ -1,0 +1,1 @@
+"""Streamlit front end helpers: session state, data access, controls and charts (pages import these)."""

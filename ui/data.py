@@ -1,0 +1,61 @@
+"""Data sets for the pages: loaded once per server process and shared read-only by every session."""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from softmax_core import DATASETS, DataError, Dataset, load_dataset
+from softmax_core.data import FILES, ENV_DATA_DIR, default_cache_dir, fetch
+
+
+@st.cache_resource(show_spinner="Loading the data set…", max_entries=len(DATASETS))
+def get_dataset(name: str) -> Dataset:
+    """The data set from the usual places (never downloads: that is the user's choice, see data_missing_ui)."""
+    return load_dataset(name, download=False)
+
+
+@st.cache_resource(max_entries=len(DATASETS))
+def test_features(name: str) -> np.ndarray:
+    """Test images as float32 rows (10000, 784) in [0, 1], computed once and shared read-only."""
+    images = get_dataset(name).test_images
+    rows = images.reshape(len(images), -1).astype(np.float32) * np.float32(1 / 255)
+    rows.setflags(write=False)
+    return rows
+
+
+def dataset_or_help(name: str) -> Dataset | None:
+    """The data set, or None after drawing what is wrong and how to get it (with a download button)."""
+    try:
+        return get_dataset(name)
+    except DataError as err:
+        data_missing_ui(name, err)
+        return None
+
+
+def data_missing_ui(name: str, err: DataError) -> None:
+    """Explain the ways to get the data, and offer to download it into the cache with a progress bar."""
+    title = DATASETS[name].title
+    st.error(f"**{title} could not be loaded.**\n\n```\n{err}\n```")
+    st.markdown(
+        f"""
+**Ways to get {title}:**
+1. *Download it now* into `{default_cache_dir() / name}` (about {"30" if name == "fashion-mnist" else "11"} MB, hash-checked).
+2. Debian/Ubuntu: `sudo apt install dataset-fashion-mnist` (Fashion-MNIST only), then reload.
+3. Put the four files ({", ".join(f"`{f}`" for f in FILES.values())}) in `ROOT/{name}/`
+   and start the server with `{ENV_DATA_DIR}=ROOT`.
+"""
+    )
+    if st.button(f"Download {title}", type="primary", key=f"download_{name}"):
+        bar = st.progress(0.0, text="Starting the download…")
+
+        def progress(file_name: str, done: int, total: int) -> None:
+            bar.progress(min(done / total, 1.0) if total else 0.0, text=f"{file_name}: {done / 1e6:.1f} MB")
+
+        try:
+            fetch(name, default_cache_dir(), progress)
+        except DataError as download_err:
+            st.error(f"The download failed.\n\n```\n{download_err}\n```")
+            return
+        get_dataset.clear()
+        st.rerun()

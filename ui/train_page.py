@@ -1,0 +1,274 @@
+"""The main page: controls, Train/Stop/Continue/Step/Reset, live curves, log lines, test images, runs."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import time
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from softmax_core import ModelFileError, SoftmaxRegression, softmax
+
+from . import charts
+from .controls import Controls, sidebar_controls
+from .data import dataset_or_help, test_features
+from .session import Run, Session, Superseded, Throttle
+from .state import get_session, presenter_css
+
+GRID_MODES = ("first images", "random sample", "misclassified", "one class")
+
+
+def render() -> None:
+    """Draw the page and carry out any queued training."""
+    controls = sidebar_controls()
+    session = get_session()
+    presenter_css(controls.presenter)
+    st.title("Softmax regression from scratch")
+    for problem in st.session_state.get("url_problems", []):
+        st.warning(problem)
+    dataset = dataset_or_help(controls.setup.dataset)
+    if dataset is None:
+        return
+    st.caption(
+        f"{dataset.title} ({len(dataset.train_images):,} training and {len(dataset.test_images):,} test images, "
+        f"from `{dataset.source}`) · W (784×10) ~ Normal(0, σ²), b = 0 · softmax · cross-entropy · minibatch SGD"
+    )
+    run = session.run
+    if run is None or run.setup.dataset != dataset.name or (run.status == "ready" and run.setup != controls.setup):
+        # A model belongs to one data set; an untrained one follows the seed and σ as they change.
+        run = session.new_model(dataset, controls.setup, controls.config or run_config(run))
+
+    buttons(session, controls, dataset)
+    if controls.error:
+        st.error(f"Invalid setting: {controls.error}")
+    run = session.run
+    status = st.empty()
+    progress = st.empty()
+    metrics = st.empty()
+    overlay_ids = st.session_state.get("overlay", [])
+    overlays = [r for r in session.runs if r.id in overlay_ids and r is not run]
+    height = 440 if controls.presenter else 320
+    col_loss, col_acc = st.columns(2)
+    loss_chart, acc_chart = col_loss.empty(), col_acc.empty()
+    log_area = st.empty()
+    grid_area = st.container()
+
+    def draw(final: bool) -> None:
+        tag = f"{session.generation}_{len(run.records)}_{run.id}"
+        loss_chart.plotly_chart(charts.curves_figure(run, overlays, "loss", height), key=f"loss_{tag}", config={"displaylogo": False})
+        acc_chart.plotly_chart(charts.curves_figure(run, overlays, "accuracy", height), key=f"acc_{tag}", config={"displaylogo": False})
+        draw_metrics(metrics, run)
+        draw_status(status, run)
+        log_area.code("\n".join(log_lines(run)), language=None)
+
+    draw(final=True)
+    with grid_area:
+        grid = test_image_grid(session, dataset, controls.presenter)
+    if session.job is not None:
+        train_live(session, run, controls, progress, draw, grid)
+        return
+    downloads(run)
+    run_history(session)
+    model_files(session, dataset, controls)
+
+
+def run_config(run: Run | None):
+    """The config of the run, or the lesson's defaults."""
+    from softmax_core import TrainConfig  # noqa: PLC0415
+
+    return run.config if run else TrainConfig()
+
+
+def buttons(session: Session, controls: Controls, dataset) -> None:
+    """Train, Stop, Continue, Step and Reset; their callbacks change the session before the page is drawn."""
+    config, setup = controls.config, controls.setup
+    training = session.job is not None
+    cols = st.columns(5)
+    cols[0].button("▶ Train", key="train", type="primary", disabled=config is None, use_container_width=True,
+                   help="Train from a fresh initialisation (seed and σ) for the chosen epochs.",
+                   on_click=lambda: (session.new_model(dataset, setup, config), session.start(config)))
+    cols[1].button("■ Stop", key="stop", disabled=not training, use_container_width=True,
+                   help="Stop after the current batch; every finished epoch is kept.", on_click=session.stop)
+    cols[2].button("⏩ Continue", key="continue", disabled=config is None or training, use_container_width=True,
+                   help="Train the current model for the chosen epochs more, with the current hyperparameters (no reset).",
+                   on_click=lambda: session.start(config))
+    cols[3].button("+1 Step", key="step", disabled=config is None or training, use_container_width=True,
+                   help="Train the current model for one more epoch.",
+                   on_click=lambda: session.start(replace(config, epochs=1, schedule="constant")))
+    cols[4].button("↺ Reset", key="reset", use_container_width=True,
+                   help="Back to an untrained model (finished runs stay in the run history).",
+                   on_click=lambda: session.new_model(dataset, setup, config or run_config(session.run)))
+
+
+def train_live(session: Session, run: Run, controls: Controls, progress, draw, grid) -> None:
+    """Carry out the queued training, redrawing after every epoch; a newer script run takes over cleanly."""
+    job = session.job
+    throttle = Throttle(0.25)
+    epoch_start = time.perf_counter()
+
+    def on_progress(done: int, total: int) -> None:
+        if throttle.ready(final=done == total):
+            epoch = run.trained_epochs + 1
+            progress.progress(done / total, text=f"Epoch {epoch} ({job.done + 1} of {job.config.epochs}): {done:,} / {total:,} images")
+
+    try:
+        with contextlib.closing(session.train(on_progress)) as records:
+            for _record in records:
+                draw(final=False)
+                grid()
+                wait = controls.pace - (time.perf_counter() - epoch_start)
+                if wait > 0:
+                    time.sleep(wait)
+                epoch_start = time.perf_counter()
+    except Superseded:
+        return  # a newer run of this script (a click, a slider) carries on from the last finished epoch
+    progress.empty()
+    st.rerun()
+
+
+def draw_metrics(area, run: Run) -> None:
+    """Epoch, losses and accuracies of the last record, with the change since the epoch before."""
+    last = run.records[-1]
+    before = run.records[-2] if len(run.records) > 1 else None
+    with area.container():
+        cols = st.columns(4)
+        cols[0].metric("Epoch", last.epoch)
+        if last.epoch:
+            cols[1].metric("Train loss", f"{last.train_loss:.4f}", None if before is None or not before.epoch else f"{last.train_loss - before.train_loss:+.4f}", delta_color="inverse")
+            cols[2].metric("Train acc", f"{last.train_acc:.3f}", None if before is None or not before.epoch else f"{last.train_acc - before.train_acc:+.3f}")
+        else:
+            cols[1].metric("Loss (untrained)", f"{last.train_loss:.4f}", help="ln 10 ≈ 2.303 for a model that knows nothing")
+            cols[2].metric("Train acc (untrained)", f"{last.train_acc:.3f}")
+        cols[3].metric("Test acc", f"{last.test_acc:.3f}", None if before is None else f"{last.test_acc - before.test_acc:+.3f}")
+
+
+def draw_status(area, run: Run) -> None:
+    """Say what state the run is in; a diverged run gets a warning with what to try."""
+    if run.status == "diverged":
+        area.warning(f"**Training diverged.** {run.message}", icon="⚠️")
+    elif run.status == "stopped":
+        area.info(f"Stopped: {run.message}. **Continue** trains on from here.")
+    elif run.status == "ready":
+        area.info(f"Untrained model (epoch 0): test accuracy {run.records[0].test_acc:.3f}, about 1 in 10 by chance. Press **Train**.")
+    elif run.status == "finished":
+        area.success(f"Finished {run.trained_epochs} epochs: test accuracy {run.records[-1].test_acc:.3f}.")
+    else:
+        area.empty()
+
+
+def log_lines(run: Run) -> list[str]:
+    """The lesson's lines, one per epoch, after the untrained accuracy."""
+    lines = [f"untrained test acc {run.records[0].test_acc:.3f}"]
+    lines += [r.log_line() for r in run.records[1:]]
+    if run.status == "diverged":
+        lines.append(run.message)
+    return lines
+
+
+def downloads(run: Run) -> None:
+    """The current run's per-epoch history as CSV."""
+    frame = pd.DataFrame([r.as_dict() for r in run.records])
+    st.download_button("⬇ History as CSV", frame.to_csv(index=False).encode(), file_name=f"softmax-run-{run.id}.csv",
+                       mime="text/csv", key="csv", on_click="ignore")
+
+
+def test_image_grid(session: Session, dataset, presenter: bool):
+    """The lesson's labelled test images (true / predicted), with options; returns a function that redraws them."""
+    st.subheader("Test images: true / predicted")
+    cols = st.columns([2, 1, 2, 2])
+    mode = cols[0].segmented_control("Show", GRID_MODES, key="grid_mode", default=GRID_MODES[0], persist_state="session")
+    count = cols[1].selectbox("How many", (9, 18, 27, 36), key="grid_count", persist_state="session")
+    klass = None
+    if mode == "one class":
+        klass = cols[2].selectbox("Class", range(len(dataset.class_names)), format_func=lambda i: dataset.class_names[i], key="grid_class", persist_state="session")
+    if mode == "random sample" and cols[3].button("🎲 New sample", key="grid_resample"):
+        st.session_state.grid_seed = int(st.session_state.get("grid_seed", 0)) + 1
+    area = st.empty()
+    detail = st.empty()
+    X = test_features(dataset.name)
+    labels = dataset.test_labels
+
+    def draw() -> None:
+        model = session.model
+        indices = pick_images(model, X, labels, mode or GRID_MODES[0], count, klass, int(st.session_state.get("grid_seed", 0)))
+        probs = model.predict_proba(X[indices]) if len(indices) else np.empty((0, 10))
+        per_row = 6 if presenter else 9
+        with area.container():
+            if not len(indices):
+                st.info("No test image fits: every one is classified correctly." if mode == "misclassified" else "No images.")
+                return
+            for start in range(0, len(indices), per_row):
+                row = st.columns(per_row)
+                for col, i, p in zip(row, indices[start : start + per_row], probs[start : start + per_row]):
+                    true, pred = int(labels[i]), int(np.argmax(p))
+                    col.image(charts.framed(dataset.test_images[i], pred == true, scale=5 if presenter else 4), use_container_width=True)
+                    mark = ":green[✓]" if pred == true else ":red[✗]"
+                    col.markdown(f"{dataset.class_names[true]}  \n{mark} **{dataset.class_names[pred]}**" if pred == true else f"{dataset.class_names[true]}  \n{mark} :red[**{dataset.class_names[pred]}**]")
+        choice = st.session_state.get("inspect", 1)
+        pick = indices[min(max(int(choice), 1), len(indices)) - 1]
+        detail.plotly_chart(
+            charts.probability_figure(probs[list(indices).index(pick)], dataset.class_names, int(labels[pick])),
+            key=f"probs_{session.generation}_{len(session.run.records)}_{pick}", config={"displaylogo": False},
+        )
+
+    st.number_input("Inspect image number (1 = top left)", 1, 36, key="inspect", persist_state="session", help="Shows that image's 10 softmax probabilities below the grid.")
+    draw()
+    return draw
+
+
+def pick_images(model: SoftmaxRegression, X: np.ndarray, labels: np.ndarray, mode: str, count: int, klass: int | None, seed: int) -> np.ndarray:
+    """Indices of the test images to show for the chosen mode."""
+    if mode == "random sample":
+        return np.random.default_rng(seed).choice(len(labels), size=count, replace=False)
+    if mode == "misclassified":
+        wrong = np.flatnonzero(model.predict(X) != labels)
+        return wrong[:count]
+    if mode == "one class" and klass is not None:
+        return np.flatnonzero(labels == klass)[:count]
+    return np.arange(count)
+
+
+def run_history(session: Session) -> None:
+    """Every run of this session in a table; the ones picked are overlaid on the charts."""
+    st.subheader("Run history")
+    if not session.runs:
+        st.caption("Each Train starts a run; finished and stopped runs are kept here for this session.")
+        return
+    names = {r.id: r.name for r in session.runs}
+    st.multiselect("Overlay on the charts", list(names), format_func=names.get, key="overlay", persist_state="session",
+                   placeholder="Pick runs to compare with the current one")
+    table = pd.DataFrame([r.summary() for r in session.runs]).set_index("run")
+    st.dataframe(table, use_container_width=True, column_config={
+        "lr": st.column_config.NumberColumn(format="%g"), "train loss": st.column_config.NumberColumn(format="%.4f"),
+        "train acc": st.column_config.NumberColumn(format="%.3f"), "test acc": st.column_config.NumberColumn(format="%.3f"),
+    })
+    every = pd.DataFrame([{"run": r.id, **r.records[i].as_dict()} for r in session.runs for i in range(len(r.records))])
+    st.download_button("⬇ All runs as CSV", every.to_csv(index=False).encode(), file_name="softmax-runs.csv", mime="text/csv", key="csv_all", on_click="ignore")
+
+
+def model_files(session: Session, dataset, controls: Controls) -> None:
+    """Download the current parameters; upload a model file to continue from it."""
+    st.subheader("Model file")
+    cols = st.columns(2)
+    cols[0].download_button("⬇ Parameters (.npz: W, b)", session.model.to_bytes(), file_name=f"softmax-{dataset.name}-run-{session.run.id}.npz",
+                            mime="application/octet-stream", key="npz", on_click="ignore")
+    upload = cols[1].file_uploader("Continue from a model file (.npz with W 784×10 and b 10)", type=["npz"], key="upload")
+    if upload is not None and st.session_state.get("upload_done") != upload.file_id:
+        st.session_state.upload_done = upload.file_id
+        try:
+            model = SoftmaxRegression.load(io.BytesIO(upload.getvalue()))
+        except ModelFileError as err:
+            st.session_state.upload_message = ("error", f"{upload.name} was not loaded: {err}. Nothing was changed.")
+        else:
+            session.new_model(dataset, controls.setup, controls.config or run_config(session.run), model=model, label=f"from {upload.name}")
+            st.session_state.upload_message = ("success", f"Loaded {upload.name}: test accuracy {session.run.records[0].test_acc:.3f}. Continue trains it further.")
+        st.rerun()
+    kind, text = st.session_state.get("upload_message", (None, None))
+    if kind == "error":
+        st.error(text)
+    elif kind == "success":
+        st.success(text)
