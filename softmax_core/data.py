@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import gzip
+import logging
 import os
+import tempfile
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -121,13 +124,13 @@ def load_dataset(
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
     roots = search_roots(root, cache)
     for folder in (r / name for r in roots):
-        present = [f for f in FILES.values() if (folder / f).is_file()]
+        present = _present_files(folder)
         if len(present) == len(FILES):
             return _read_folder(name, spec, folder)
         if present and folder.parent != cache:
             missing = ", ".join(f for f in FILES.values() if f not in present)
             raise DataError(
-                f"{folder} holds only part of {spec.title}: {missing} is missing. "
+                f"{folder} holds only part of {spec.title}; missing: {missing}. "
                 f"Copy the missing file(s) there, or remove the folder to use another source."
             )
     if not download:
@@ -144,9 +147,8 @@ def fetch(name: str, cache_dir: str | Path, progress: ProgressCallback | None = 
     folder = Path(cache_dir) / name
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / ".write-test"
-        probe.touch()
-        probe.unlink()
+        with tempfile.TemporaryFile(dir=folder):  # a unique name: another process may be probing too
+            pass
     except OSError as err:
         raise DataError(
             f"cannot write to the download folder {folder} ({err.strerror or err}). "
@@ -154,17 +156,21 @@ def fetch(name: str, cache_dir: str | Path, progress: ProgressCallback | None = 
         ) from None
     extra = [m.strip() for m in os.environ.get(ENV_MIRRORS, "").split(",") if m.strip()]
     mirrors = [m if m.endswith("/") else m + "/" for m in (*extra, *spec.mirrors)]
+    if not mirrors:
+        raise DataError(f"no download mirror is known for {spec.title} (set {ENV_MIRRORS}).\n{_ways_to_get(name, spec)}")
     for file_name, md5 in spec.md5.items():
         failures = []
         for mirror in mirrors:
             try:
-                pooch.retrieve(
-                    mirror + file_name,
-                    known_hash=f"md5:{md5}",
-                    fname=file_name,
-                    path=folder,
-                    progressbar=_Progress(file_name, progress) if progress else False,
-                )
+                # pooch writes to a temporary file in `folder` and renames it only once the MD5 matches.
+                with _quiet(pooch.get_logger()):
+                    pooch.retrieve(
+                        mirror + file_name,
+                        known_hash=f"md5:{md5}",
+                        fname=file_name,
+                        path=folder,
+                        progressbar=_Progress(file_name, progress) if progress else False,
+                    )
                 break
             except Exception as err:  # noqa: BLE001 -- any mirror failure means: try the next one
                 failures.append(f"{mirror}: {_short(err)}")
@@ -197,6 +203,16 @@ def read_labels(path: str | Path, expected: int | None = None) -> np.ndarray:
     if labels.size and labels.max() > 9:
         raise DataError(f"{path} has a label of {int(labels.max())}; labels must be 0-9. {_replace_hint(path)}")
     return _readonly(labels)
+
+
+def _present_files(folder: Path) -> list[str]:
+    try:
+        return [f for f in FILES.values() if (folder / f).is_file()]
+    except OSError as err:  # e.g. a root we may not look into; a missing one is just skipped
+        raise DataError(
+            f"cannot look into {folder} ({err.strerror or err}). Check the folder's permissions, "
+            f"or point {ENV_DATA_DIR} / --data-dir elsewhere."
+        ) from None
 
 
 def _read_folder(name: str, spec: DatasetSpec, folder: Path) -> Dataset:
@@ -268,8 +284,10 @@ def _ways_to_get(name: str, spec: DatasetSpec) -> str:
     if name == "fashion-mnist":
         lines.append("  - install the Debian/Ubuntu package: sudo apt install dataset-fashion-mnist")
     lines += [
-        f"  - put the four files ({', '.join(FILES.values())}) in ROOT/{name}/ and set {ENV_DATA_DIR}=ROOT "
-        "(or pass --data-dir ROOT);",
+        (
+            f"  - put the four files ({', '.join(FILES.values())}) in ROOT/{name}/ and set {ENV_DATA_DIR}=ROOT "
+            "(or pass --data-dir ROOT);"
+        ),
         "  - connect to the internet and run again: the files are downloaded once into the cache.",
     ]
     return "\n".join(lines)
@@ -285,19 +303,41 @@ def _short(err: BaseException) -> str:
     return f"{type(err).__name__}: {text[0][:200]}" if text else type(err).__name__
 
 
+@contextmanager
+def _quiet(logger: logging.Logger) -> Iterator[None]:
+    """Silence pooch's "Downloading data from ..." lines: the core never prints, progress goes to the callback."""
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 class _Progress:
-    """The progress-bar object pooch drives (total, update, reset, close), reported to a callback."""
+    """The progress-bar object pooch drives (total, update, reset, close), reported to a callback.
+
+    pooch counts a whole chunk per update, so its count overshoots the size at the last chunk, and it then
+    calls reset() and update(total). The callback sees only growing counts, never above the total, and the
+    final (size, size) exactly once.
+    """
 
     def __init__(self, file_name: str, callback: ProgressCallback) -> None:
         self.file_name, self.callback = file_name, callback
-        self.total, self.done = 0, 0
+        self.total = 0  # set by pooch from Content-Length; 0 if the server did not say
+        self.done, self.shown = 0, 0
 
     def update(self, n: int) -> None:
         self.done += n
-        self.callback(self.file_name, self.done, self.total or 0)
+        done = min(self.done, self.total) if self.total else self.done
+        if done > self.shown and (not self.total or done < self.total):
+            self.shown = done
+            self.callback(self.file_name, done, self.total)
 
     def reset(self) -> None:
-        self.done = 0
+        if self.total:  # pooch follows with update(total); with an unknown total it would be update(0)
+            self.done = 0
 
     def close(self) -> None:
-        self.callback(self.file_name, self.done, self.total or self.done)
+        done = self.total or self.done
+        self.callback(self.file_name, done, done)
