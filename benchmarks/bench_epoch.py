@@ -238,6 +238,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.repeats < 1 or args.warmup < 0:
         parser.error("--repeats must be >= 1 and --warmup >= 0")
 
+    # First, while this process is still small: Python starts the child by vfork + exec, and Linux
+    # counts the parent's memory at exec time in the child's ru_maxrss (it would add the ~190 MB of
+    # arrays this script holds later).
+    memory = peak_memory(args.data_dir, args.memory_epochs)
     try:
         dataset = load_dataset("fashion-mnist", args.data_dir, download=False)
     except DataError as err:
@@ -296,10 +300,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {label:26s} {median[name] * 1e3:8.1f} ms   ({min(times[name]) * 1e3:.1f}-{max(times[name]) * 1e3:.1f})")
     vs_bound = median["core"] / median["bound"]
     vs_textbook = median["core"] / median["textbook"]
-    print(f"core / bound    = {vs_bound:5.2f}x   target <= {TARGET_VS_BOUND}x   {verdict(vs_bound <= TARGET_VS_BOUND)}")
-    print(f"core / textbook = {vs_textbook:5.2f}x   target <= {TARGET_VS_TEXTBOOK}x   {verdict(vs_textbook <= TARGET_VS_TEXTBOOK)}")
+    # Ratios of the minima too: on a shared machine they are the less disturbed figure.
+    min_vs_bound = min(times["core"]) / min(times["bound"])
+    min_vs_textbook = min(times["core"]) / min(times["textbook"])
+    print(
+        f"core / bound    = {vs_bound:5.2f}x   target <= {TARGET_VS_BOUND}x   {verdict(vs_bound <= TARGET_VS_BOUND)}"
+        f"   (ratio of minima {min_vs_bound:.2f}x)"
+    )
+    print(
+        f"core / textbook = {vs_textbook:5.2f}x   target <= {TARGET_VS_TEXTBOOK}x   {verdict(vs_textbook <= TARGET_VS_TEXTBOOK)}"
+        f"   (ratio of minima {min_vs_textbook:.2f}x)"
+    )
 
-    memory = peak_memory(args.data_dir, args.memory_epochs)
     peak_ok = memory["exit_status"] == 0 and memory["peak_rss_mb"] <= TARGET_PEAK_MB
     print(
         f"\n(d) peak RSS of `{memory['command']}`: {memory['peak_rss_mb']:.0f} MB   target <= {TARGET_PEAK_MB} MB   "
@@ -317,6 +329,8 @@ def main(argv: list[str] | None = None) -> int:
             "seconds_per_epoch_all": times,
             "core_over_bound": vs_bound,
             "core_over_textbook": vs_textbook,
+            "core_over_bound_of_minima": min_vs_bound,
+            "core_over_textbook_of_minima": min_vs_textbook,
             "memory": memory,
             "targets": {
                 "core_over_bound": [TARGET_VS_BOUND, vs_bound <= TARGET_VS_BOUND],
