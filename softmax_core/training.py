@@ -146,7 +146,8 @@ class Trainer:
             snapshot = self._snapshot()
             start = time.perf_counter()
             try:
-                train_loss, train_acc = self._epoch(config, lr, on_progress)
+                with np.errstate(all="ignore"):  # overflow shows up as a non-finite loss, checked below
+                    train_loss, train_acc = self._epoch(config, lr, on_progress)
             except BaseException:
                 self._restore(snapshot)
                 raise
@@ -159,33 +160,49 @@ class Trainer:
             yield EpochRecord(self.epochs_done, train_loss, train_acc, test_loss, test_acc, lr, seconds)
 
     def _epoch(self, config: TrainConfig, lr: float, on_progress: ProgressCallback | None) -> tuple[float, float]:
-        X, onehot = self.X_train, self._onehot
+        X, y, onehot = self.X_train, self.y_train, self._onehot
         W, b = self.model.W, self.model.b
         n, d = X.shape
+        c = W.shape[1]
         k_max = min(config.batch_size, n)
         order = self.rng.permutation(n)
-        # Reused buffers: after the gather the batch sits in cache for both matrix products.
+        # Buffers reused by every batch: after the gather a batch stays in cache for both products.
         pixels = np.empty((k_max, d), dtype=np.uint8)
         xb_buf = np.empty((k_max, d), dtype=np.float32)
-        target = np.empty((k_max, W.shape[1]), dtype=np.float32)
-        probs_buf = np.empty_like(target)
-        grad_W = np.empty_like(W)
-        logits = np.empty((n, W.shape[1]), dtype=np.float32)  # every batch's logits, scored after the epoch
+        z_buf = np.empty((k_max, c), dtype=np.float32)
+        target = np.empty_like(z_buf)
+        grad_W, step_W = np.empty_like(W), np.empty_like(W)
+        losses = np.empty(n, dtype=np.float32)  # each sample's loss, measured before its batch's update
+        rows = np.arange(k_max)
+        correct = 0
         momentum, decay = config.momentum, config.weight_decay
         if momentum and self._velocity is None:
             self._velocity = (np.zeros_like(W), np.zeros_like(b))
         for start in range(0, n, k_max):
             idx = order[start : start + k_max]
             k = len(idx)
+            r = rows[:k]
+            # mode="clip" skips take's bounds-check copy; idx is a permutation, always in range.
             xb = xb_buf[:k]
-            np.copyto(xb, np.take(X, idx, axis=0, out=pixels[:k]))  # (k, 784) float32, 0..255
-            z = np.matmul(xb, W, out=logits[start : start + k])  # (k, 10)
+            np.copyto(xb, np.take(X, idx, axis=0, out=pixels[:k], mode="clip"))  # (k, 784) float32, 0..255
+            yb = np.take(y, idx, mode="clip")
+            z = np.matmul(xb, W, out=z_buf[:k])  # (k, 10)
             z *= _SCALE
             z += b
-            probs = np.subtract(z, z.max(axis=1, keepdims=True), out=probs_buf[:k])
+            # argmax then a gather is much faster than max() along an axis of length 10.
+            best = np.argmax(z, axis=1)
+            correct += int(np.count_nonzero(best == yb))
+            top = z[r, best]  # (k,) row maxima: the shift that keeps exp from overflowing
+            true_z = z[r, yb]
+            probs = np.subtract(z, top[:, None], out=z)
             np.exp(probs, out=probs)
-            probs /= probs.sum(axis=1, keepdims=True)
-            probs -= np.take(onehot, idx, axis=0, out=target[:k])  # dLoss/dz, times k
+            total = probs.sum(axis=1)
+            batch_loss = losses[start : start + k]
+            np.log(total, out=batch_loss)
+            batch_loss += top
+            batch_loss -= true_z  # log-sum-exp minus the true logit: -log softmax
+            probs /= total[:, None]
+            probs -= np.take(onehot, idx, axis=0, out=target[:k], mode="clip")  # dLoss/dz, times k
             np.matmul(xb.T, probs, out=grad_W)  # (784, 10), times 255 * k
             grad_W *= np.float32(1 / (255 * k))
             grad_b = probs.sum(axis=0)
@@ -199,15 +216,12 @@ class Trainer:
                 vb *= np.float32(momentum)
                 vb += grad_b
                 grad_W, grad_b = vW, vb
-            W -= np.float32(lr) * grad_W
+            np.multiply(grad_W, np.float32(lr), out=step_W)
+            W -= step_W
             b -= np.float32(lr) * grad_b
             if on_progress is not None:
                 on_progress(start + k, n)
-        with np.errstate(all="ignore"):
-            labels = self.y_train[order]
-            loss = float(np.mean(_logsumexp32(logits) - logits[np.arange(n), labels], dtype=np.float64))
-            acc = float(np.mean(np.argmax(logits, axis=1) == labels))
-        return loss, acc
+        return float(np.mean(losses, dtype=np.float64)), correct / n
 
     def _snapshot(self) -> tuple:
         velocity = None if self._velocity is None else (self._velocity[0].copy(), self._velocity[1].copy())

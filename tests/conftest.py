@@ -1,0 +1,43 @@
+"""Shared fixtures: the real data sets, found through SOFTMAX_DATA_DIR (a missing data set fails, never skips)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from softmax_core import Dataset, load_dataset
+from softmax_core.data import FILES
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def real_data_root() -> Path:
+    """The data root given by SOFTMAX_DATA_DIR; fails the test run when it is unset or incomplete."""
+    root = os.environ.get("SOFTMAX_DATA_DIR")
+    if not root:
+        pytest.fail("SOFTMAX_DATA_DIR is not set: point it at a folder holding fashion-mnist/ and mnist/ (see README)")
+    for name in ("fashion-mnist", "mnist"):
+        missing = [f for f in FILES.values() if not (Path(root) / name / f).is_file()]
+        if missing:
+            pytest.fail(f"SOFTMAX_DATA_DIR={root} lacks {name}/{', '.join(missing)}")
+    return Path(root)
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    """The real data root (Fashion-MNIST and MNIST)."""
+    return real_data_root()
+
+
+@pytest.fixture(scope="session")
+def fashion(data_root: Path) -> Dataset:
+    """The real Fashion-MNIST, loaded once."""
+    return load_dataset("fashion-mnist", data_root, download=False)
+
+
+@pytest.fixture(scope="session")
+def mnist(data_root: Path) -> Dataset:
+    """The real MNIST digits, loaded once."""
+    return load_dataset("mnist", data_root, download=False)
