@@ -9,7 +9,7 @@ import numpy as np
 
 from .data import DATASETS, ENV_CACHE_DIR, ENV_DATA_DIR, DataError, load_dataset
 from .model import SoftmaxRegression
-from .training import SCHEDULES, ConfigError, TrainConfig, Trainer, TrainingDiverged
+from .training import SCHEDULES, SOFTMAXES, ConfigError, TrainConfig, Trainer, TrainingDiverged
 
 
 class _Parser(argparse.ArgumentParser):
@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--schedule", choices=SCHEDULES, default="constant", help="learning-rate schedule")
     parser.add_argument("--step-size", type=int, default=5, help="epochs between decays of --schedule step")
     parser.add_argument("--gamma", type=float, default=0.5, help="decay factor of --schedule step")
+    parser.add_argument("--softmax", choices=SOFTMAXES, default="stable", help="naive: the lesson's exp(z)/sum, which overflows at large lr")
     parser.add_argument("--dataset", choices=list(DATASETS), default="fashion-mnist")
     parser.add_argument("--data-dir", metavar="ROOT", help="folder holding ROOT/<dataset>/*.gz")
     parser.add_argument("--no-download", action="store_true", help="fail instead of downloading missing data")
@@ -59,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
             schedule=args.schedule,
             step_size=args.step_size,
             gamma=args.gamma,
+            softmax=args.softmax,
         )
         if not (np.isfinite(args.sigma) and args.sigma >= 0):
             raise ConfigError(f"sigma must be a number >= 0; got {args.sigma}")

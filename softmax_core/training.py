@@ -12,6 +12,7 @@ import numpy as np
 from .model import SoftmaxRegression
 
 SCHEDULES = ("constant", "step", "cosine")
+SOFTMAXES = ("stable", "naive")  # naive: the lesson's exp(z) / sum(exp(z)), which overflows for large logits
 _SCALE = np.float32(1 / 255)  # uint8 pixels -> [0, 1], folded into the small (batch, 10) products
 _CHUNK = 4096  # rows converted to float32 at a time when evaluating
 
@@ -23,12 +24,15 @@ class ConfigError(ValueError):
 class TrainingDiverged(ArithmeticError):
     """The loss became NaN or infinite; the model was put back as it was before that epoch."""
 
-    def __init__(self, epoch: int, lr: float) -> None:
+    def __init__(self, epoch: int, lr: float, softmax: str = "stable") -> None:
         self.epoch = epoch
         self.lr = lr
+        advice = f"try a smaller learning rate (e.g. {lr / 10:g})"
+        if softmax == "naive":
+            advice = f"exp(z) overflowed in the naive softmax: switch to the stable softmax (log-sum-exp) or {advice}"
         super().__init__(
             f"training diverged in epoch {epoch}: the loss is no longer a finite number at learning rate {lr:g}. "
-            f"The model was kept as it was after epoch {epoch - 1}; try a smaller learning rate (e.g. {lr / 10:g})."
+            f"The model was kept as it was after epoch {epoch - 1}; {advice}."
         )
 
 
@@ -44,6 +48,7 @@ class TrainConfig:
     schedule: str = "constant"  # "constant", "step" (x gamma every step_size epochs) or "cosine" (to 0)
     step_size: int = 5  # epochs between decays of the "step" schedule
     gamma: float = 0.5  # factor of each "step" decay
+    softmax: str = "stable"  # "stable" (log-sum-exp) or "naive" (the lesson's formula, to show it overflow)
 
     def __post_init__(self) -> None:
         _check(self.lr, "learning rate", lambda v: 0 < v <= 1e4, "a number > 0 and <= 10000")
@@ -55,6 +60,8 @@ class TrainConfig:
         _check(self.gamma, "gamma", lambda v: 0 < v <= 1, "a number > 0 and <= 1")
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"schedule must be one of {', '.join(SCHEDULES)}; got {self.schedule!r}")
+        if self.softmax not in SOFTMAXES:
+            raise ConfigError(f"softmax must be one of {', '.join(SOFTMAXES)}; got {self.softmax!r}")
 
     def lr_at(self, epoch_index: int) -> float:
         """Learning rate of the epoch_index-th epoch of this run, counted from 0."""
@@ -153,7 +160,7 @@ class Trainer:
                 raise
             if not (math.isfinite(train_loss) and self.model.is_finite()):
                 self._restore(snapshot)
-                raise TrainingDiverged(self.epochs_done + 1, lr)
+                raise TrainingDiverged(self.epochs_done + 1, lr, config.softmax)
             self.epochs_done += 1
             test_loss, test_acc = self.evaluate("test")
             seconds = time.perf_counter() - start
@@ -175,7 +182,7 @@ class Trainer:
         losses = np.empty(n, dtype=np.float32)  # each sample's loss, measured before its batch's update
         rows = np.arange(k_max)
         correct = 0
-        momentum, decay = config.momentum, config.weight_decay
+        momentum, decay, stable = config.momentum, config.weight_decay, config.softmax == "stable"
         if momentum and self._velocity is None:
             self._velocity = (np.zeros_like(W), np.zeros_like(b))
         for start in range(0, n, k_max):
@@ -192,14 +199,16 @@ class Trainer:
             # argmax then a gather is much faster than max() along an axis of length 10.
             best = np.argmax(z, axis=1)
             correct += int(np.count_nonzero(best == yb))
-            top = z[r, best]  # (k,) row maxima: the shift that keeps exp from overflowing
             true_z = z[r, yb]
-            probs = np.subtract(z, top[:, None], out=z)
-            np.exp(probs, out=probs)
+            if stable:
+                top = z[r, best]  # (k,) row maxima: the shift that keeps exp from overflowing
+                np.subtract(z, top[:, None], out=z)
+            probs = np.exp(z, out=z)
             total = probs.sum(axis=1)
             batch_loss = losses[start : start + k]
             np.log(total, out=batch_loss)
-            batch_loss += top
+            if stable:
+                batch_loss += top
             batch_loss -= true_z  # log-sum-exp minus the true logit: -log softmax
             probs /= total[:, None]
             probs -= np.take(onehot, idx, axis=0, out=target[:k], mode="clip")  # dLoss/dz, times k

@@ -1,0 +1,62 @@
+"""`python -m softmax_core`: the lesson's output on the real data, one-line errors, saved parameters."""
+
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from softmax_core import SoftmaxRegression
+
+from .conftest import REPO
+
+
+def cli(*args, env_root=None, timeout=120):
+    import os
+
+    env = {**os.environ}
+    if env_root is not None:
+        env["SOFTMAX_DATA_DIR"] = str(env_root)
+    return subprocess.run([sys.executable, "-m", "softmax_core", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_prints_the_lessons_lines_and_saves_the_model(data_root, tmp_path):
+    out = cli("--epochs", "2", "--save", str(tmp_path / "m.npz"), env_root=data_root)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert re.fullmatch(r"untrained test acc 0\.\d{3}", lines[1])
+    assert lines[2] == "epoch 1, loss 0.7885, train acc 0.748, test acc 0.785"
+    assert re.fullmatch(r"epoch 2, loss 0\.\d{4}, train acc 0\.\d{3}, test acc 0\.\d{3}", lines[3])
+    model = SoftmaxRegression.load(tmp_path / "m.npz")
+    assert model.W.shape == (784, 10) and model.is_finite()
+    assert out.stderr == ""
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("--lr", "0"), ("--lr", "-1"), ("--batch-size", "0"), ("--epochs", "0"), ("--dataset", "cifar"), ("--epochs", "x"), ("--momentum", "1.5")],
+)
+def test_invalid_arguments_exit_2_with_one_line(args):
+    out = cli(*args)
+    assert out.returncode == 2
+    assert out.stdout == ""
+    assert len(out.stderr.strip().splitlines()) == 1 and "error:" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_divergence_exits_3_with_a_warning(data_root):
+    out = cli("--lr", "10", "--softmax", "naive", "--epochs", "2", env_root=data_root)
+    assert out.returncode == 3
+    assert "diverged in epoch 1" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_continues_from_a_saved_model(data_root, tmp_path):
+    path = tmp_path / "m.npz"
+    SoftmaxRegression(np.zeros((784, 10)), np.zeros(10)).save(path)
+    out = cli("--epochs", "1", "--load", str(path), env_root=data_root)
+    assert out.returncode == 0 and "untrained test acc 0.100" in out.stdout  # all-zero scores: class 0 everywhere
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"nope")
+    out = cli("--epochs", "1", "--load", str(bad), env_root=data_root)
+    assert out.returncode == 1 and "cannot use" in out.stderr and "Traceback" not in out.stderr
