@@ -10,10 +10,10 @@ st.set_page_config(page_title="Softmax regression from scratch", page_icon="🧮
 get_session().generation += 1
 page = st.navigation(
     [
-        st.Page(train_page.render, title="Train", icon="🏋️", default=True, url_path="train"),
-        st.Page("pages/softmax_explorer.py", title="Softmax explorer", icon="🔢"),
-        st.Page("pages/model_inspector.py", title="Model inspector", icon="🔍"),
-        st.Page("pages/data_explorer.py", title="Data explorer", icon="🖼️"),
+        st.Page(train_page.render, title="Train", icon=":material/model_training:", default=True, url_path="train"),
+        st.Page("pages/softmax_explorer.py", title="Softmax explorer", icon=":material/functions:"),
+        st.Page("pages/model_inspector.py", title="Model inspector", icon=":material/biotech:"),
+        st.Page("pages/data_explorer.py", title="Data explorer", icon=":material/photo_library:"),
     ]
 )
 page.run()

@@ -2,52 +2,59 @@
 
 from __future__ import annotations
 
+import base64
+import html
+import io
 from collections.abc import Sequence
 
 import numpy as np
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+from PIL import Image
 
 from .session import Run
 
 COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
-RIGHT, WRONG = (0, 150, 70), (215, 25, 28)  # frame colours of correct and wrong predictions
 
 
-def curves_figure(current: Run | None, overlays: Sequence[Run], kind: str, height: int = 320) -> go.Figure:
-    """Loss ("loss") or accuracy ("accuracy") per epoch: the current run solid, overlaid runs fainter."""
-    fig = go.Figure()
-    series = (("train_loss", "train loss", "solid"), ("test_loss", "test loss", "dot"))
-    if kind == "accuracy":
-        series = (("train_acc", "train acc", "solid"), ("test_acc", "test acc", "dot"))
+def curves_figure(current: Run | None, overlays: Sequence[Run], height: int = 320) -> go.Figure:
+    """Loss (left) and accuracy (right) per epoch: the current run solid and bold, overlaid runs fainter."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("Loss per epoch", "Accuracy per epoch"), horizontal_spacing=0.08)
     runs = [r for r in overlays if r is not current] + ([current] if current else [])
+    series = (
+        (1, "train_loss", "train loss", "solid"), (1, "test_loss", "test loss", "dot"),
+        (2, "train_acc", "train acc", "solid"), (2, "test_acc", "test acc", "dot"),
+    )
     for run in runs:
-        records = run.records
         is_current = run is current
         color = COLORS[(run.id - 1) % len(COLORS)]
-        for attr, label, dash in series:
-            # Epoch 0 has no training-pass figures: the lesson's train curves start at epoch 1.
-            points = [r for r in records if r.epoch > 0 or attr.startswith("test") or kind == "loss"]
+        for col, attr, label, dash in series:
+            # Epoch 0 has no training pass: its train accuracy is not the lesson's "train acc".
+            points = [r for r in run.records if r.epoch > 0 or attr != "train_acc"]
             fig.add_trace(
                 go.Scatter(
                     x=[r.epoch for r in points],
                     y=[getattr(r, attr) for r in points],
-                    name=f"{label}" if is_current else f"run {run.id}: {label}",
+                    name=label if is_current else f"run {run.id}: {label}",
+                    legendgroup=f"{run.id}",
                     mode="lines+markers",
                     line={"color": color, "dash": dash, "width": 3 if is_current else 1.5},
-                    marker={"size": 7 if is_current else 4},
-                    opacity=1.0 if is_current else 0.6,
+                    marker={"size": 7 if is_current else 4, "symbol": "circle" if "train" in attr else "diamond"},
+                    opacity=1.0 if is_current else 0.55,
                     hovertemplate=f"{label}, epoch %{{x}}: %{{y:.4f}}<extra>run {run.id}</extra>",
-                )
+                ),
+                row=1, col=col,
             )
     last_epoch = max((r.records[-1].epoch for r in runs if r.records), default=1)
+    axis = {"title": "epoch", "range": [-0.3, max(last_epoch, 5) + 0.3], "dtick": 1 if last_epoch <= 20 else None}
+    fig.update_xaxes(**axis)
+    fig.update_yaxes(title="cross-entropy", rangemode="tozero", row=1, col=1)
+    fig.update_yaxes(title="accuracy", range=[0, 1], row=1, col=2)
     fig.update_layout(
         height=height,
         margin={"l": 10, "r": 10, "t": 40, "b": 10},
-        title={"text": "Loss per epoch" if kind == "loss" else "Accuracy per epoch", "x": 0.02},
-        legend={"orientation": "h", "y": -0.2},
-        xaxis={"title": "epoch", "range": [-0.2, max(last_epoch, 5) + 0.2], "dtick": 1 if last_epoch <= 20 else None},
-        yaxis={"title": "cross-entropy" if kind == "loss" else "accuracy", "range": [0, 1] if kind == "accuracy" else None, "rangemode": "tozero"},
-        uirevision=kind,  # keep the user's zoom while points are added
+        legend={"orientation": "h", "y": -0.25},
+        uirevision="curves",  # keep the user's zoom while points are added
     )
     return fig
 
@@ -74,13 +81,28 @@ def probability_figure(probs: np.ndarray, class_names: Sequence[str], true: int,
     return fig
 
 
-def framed(image: np.ndarray, correct: bool | None, scale: int = 4, border: int = 3) -> np.ndarray:
-    """A 28x28 uint8 image enlarged `scale` times (crisp pixels) with a green, red or no frame, as RGB."""
-    big = np.kron(image, np.ones((scale, scale), dtype=np.uint8))
-    rgb = np.repeat(big[:, :, None], 3, axis=2)
-    if correct is None:
-        return rgb
-    out = np.empty((rgb.shape[0] + 2 * border, rgb.shape[1] + 2 * border, 3), dtype=np.uint8)
-    out[:] = RIGHT if correct else WRONG
-    out[border:-border, border:-border] = rgb
-    return out
+def png_data_uri(image: np.ndarray) -> str:
+    """A small uint8 image (grey or RGB) as a PNG data URI, for inline HTML."""
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def image_grid_html(images: np.ndarray, titles: Sequence[tuple[str, str, bool]], size: int, per_row: int) -> str:
+    """Images in rows, each captioned true / predicted; a wrong prediction is framed and written in red."""
+    cells = []
+    for number, (image, (true, pred, ok)) in enumerate(zip(images, titles), start=1):
+        color = "rgb(0,150,70)" if ok else "rgb(215,25,28)"
+        mark = "✓" if ok else "✗"
+        cells.append(
+            f'<figure style="margin:0;text-align:center;width:{size + 8}px">'
+            f'<img src="{png_data_uri(image)}" width="{size}" height="{size}" alt="test image {number}: {html.escape(true)}" '
+            f'style="image-rendering:pixelated;border:4px solid {color};border-radius:3px;display:block;margin:auto">'
+            f'<figcaption style="font-size:0.85em;line-height:1.25;margin-top:2px">'
+            f'<span style="opacity:0.6">{number}.</span> {html.escape(true)}<br>'
+            f'<b style="color:{color}">{mark} {html.escape(pred)}</b></figcaption></figure>'
+        )
+    return (
+        f'<div style="display:grid;grid-template-columns:repeat({per_row},{size + 8}px);gap:14px 10px;'
+        f'justify-content:start">' + "".join(cells) + "</div>"
+    )

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import streamlit as st
+from threadpoolctl import threadpool_limits
 
 from .session import Session
+
+# Sessions train side by side (and beside the browser on a laptop): one BLAS thread each is faster
+# than BLAS threads that wait for one another. Set once per server process, when this is imported.
+threadpool_limits(1, user_api="blas")
 
 
 def get_session() -> Session:

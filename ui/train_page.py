@@ -23,7 +23,7 @@ GRID_MODES = ("first images", "random sample", "misclassified", "one class")
 
 
 def render() -> None:
-    """Draw the page and carry out any queued training."""
+    """Draw the page; queued training runs inside the live fragment, an epoch per fragment run."""
     controls = sidebar_controls()
     session = get_session()
     presenter_css(controls.presenter)
@@ -40,40 +40,62 @@ def render() -> None:
     run = session.run
     if run is None or run.setup.dataset != dataset.name or (run.status == "ready" and run.setup != controls.setup):
         # A model belongs to one data set; an untrained one follows the seed and σ as they change.
-        run = session.new_model(dataset, controls.setup, controls.config or run_config(run))
-
+        session.new_model(dataset, controls.setup, controls.config or run_config(run))
     buttons(session, controls, dataset)
     if controls.error:
         st.error(f"Invalid setting: {controls.error}")
-    run = session.run
-    status = st.empty()
-    progress = st.empty()
-    metrics = st.empty()
-    overlay_ids = st.session_state.get("overlay", [])
-    overlays = [r for r in session.runs if r.id in overlay_ids and r is not run]
-    height = 440 if controls.presenter else 320
-    col_loss, col_acc = st.columns(2)
-    loss_chart, acc_chart = col_loss.empty(), col_acc.empty()
-    log_area = st.empty()
-    grid_area = st.container()
-
-    def draw(final: bool) -> None:
-        tag = f"{session.generation}_{len(run.records)}_{run.id}"
-        loss_chart.plotly_chart(charts.curves_figure(run, overlays, "loss", height), key=f"loss_{tag}", config={"displaylogo": False})
-        acc_chart.plotly_chart(charts.curves_figure(run, overlays, "accuracy", height), key=f"acc_{tag}", config={"displaylogo": False})
-        draw_metrics(metrics, run)
-        draw_status(status, run)
-        log_area.code("\n".join(log_lines(run)), language=None)
-
-    draw(final=True)
-    with grid_area:
-        grid = test_image_grid(session, dataset, controls.presenter)
-    if session.job is not None:
-        train_live(session, run, controls, progress, draw, grid)
-        return
-    downloads(run)
+    # While training, the live area reruns on its own, one epoch per run: only it is redrawn, in place.
+    st.fragment(live, run_every=0.05 if session.job is not None else None)(session, controls, dataset)
+    downloads(session.run)
     run_history(session)
     model_files(session, dataset, controls)
+
+
+def live(session: Session, controls: Controls, dataset) -> None:
+    """Status, progress, figures, curves, log lines and test images; trains the next queued epoch."""
+    run = session.run
+    status, progress, metrics = st.empty(), st.empty(), st.empty()
+    overlay_ids = st.session_state.get("overlay", [])
+    overlays = [r for r in session.runs if r.id in overlay_ids and r is not run]
+    height = 460 if controls.presenter else 340
+    st.plotly_chart(charts.curves_figure(run, overlays, height), key="curves", config={"displaylogo": False})
+    draw_metrics(metrics, run)
+    draw_status(status, run)
+    st.code("\n".join(log_lines(run)), language=None)
+    test_image_grid(session, dataset, controls.presenter, training=session.job is not None)
+    if session.job is not None and in_fragment_run():
+        train_one_epoch(session, run, controls, progress)
+
+
+def in_fragment_run() -> bool:
+    """True in a rerun of a fragment alone (not in a run of the whole page)."""
+    from streamlit.runtime.scriptrunner import get_script_run_ctx  # noqa: PLC0415
+
+    ctx = get_script_run_ctx()
+    return bool(ctx and ctx.fragment_ids_this_run)
+
+
+def train_one_epoch(session: Session, run: Run, controls: Controls, progress) -> None:
+    """Train the next queued epoch; the live area's timer draws it, and the page is redrawn once the job is done."""
+    job = session.job
+    throttle = Throttle(0.25)
+    started = time.perf_counter()
+
+    def on_progress(done: int, total: int) -> None:
+        if throttle.ready(final=done == total):
+            progress.progress(done / total, text=f"Epoch {run.trained_epochs + 1} ({job.done + 1} of {job.config.epochs}): {done:,} / {total:,} images")
+
+    on_progress(0, 1)
+    try:
+        with contextlib.closing(session.train(on_progress)) as records:
+            next(records, None)
+    except Superseded:
+        return  # a newer script run of this session carries on from the last finished epoch
+    wait = controls.pace - (time.perf_counter() - started)
+    if wait > 0:
+        time.sleep(wait)
+    if session.job is None:
+        st.rerun()  # the whole page: run history, downloads, buttons
 
 
 def run_config(run: Run | None):
@@ -88,46 +110,20 @@ def buttons(session: Session, controls: Controls, dataset) -> None:
     config, setup = controls.config, controls.setup
     training = session.job is not None
     cols = st.columns(5)
-    cols[0].button("▶ Train", key="train", type="primary", disabled=config is None, use_container_width=True,
+    cols[0].button("Train", icon=":material/play_arrow:", key="train", type="primary", disabled=config is None, width="stretch",
                    help="Train from a fresh initialisation (seed and σ) for the chosen epochs.",
                    on_click=lambda: (session.new_model(dataset, setup, config), session.start(config)))
-    cols[1].button("■ Stop", key="stop", disabled=not training, use_container_width=True,
+    cols[1].button("Stop", icon=":material/stop:", key="stop", disabled=not training, width="stretch",
                    help="Stop after the current batch; every finished epoch is kept.", on_click=session.stop)
-    cols[2].button("⏩ Continue", key="continue", disabled=config is None or training, use_container_width=True,
+    cols[2].button("Continue", icon=":material/fast_forward:", key="continue", disabled=config is None or training, width="stretch",
                    help="Train the current model for the chosen epochs more, with the current hyperparameters (no reset).",
                    on_click=lambda: session.start(config))
-    cols[3].button("+1 Step", key="step", disabled=config is None or training, use_container_width=True,
+    cols[3].button("Step", icon=":material/skip_next:", key="step", disabled=config is None or training, width="stretch",
                    help="Train the current model for one more epoch.",
                    on_click=lambda: session.start(replace(config, epochs=1, schedule="constant")))
-    cols[4].button("↺ Reset", key="reset", use_container_width=True,
+    cols[4].button("Reset", icon=":material/restart_alt:", key="reset", width="stretch",
                    help="Back to an untrained model (finished runs stay in the run history).",
                    on_click=lambda: session.new_model(dataset, setup, config or run_config(session.run)))
-
-
-def train_live(session: Session, run: Run, controls: Controls, progress, draw, grid) -> None:
-    """Carry out the queued training, redrawing after every epoch; a newer script run takes over cleanly."""
-    job = session.job
-    throttle = Throttle(0.25)
-    epoch_start = time.perf_counter()
-
-    def on_progress(done: int, total: int) -> None:
-        if throttle.ready(final=done == total):
-            epoch = run.trained_epochs + 1
-            progress.progress(done / total, text=f"Epoch {epoch} ({job.done + 1} of {job.config.epochs}): {done:,} / {total:,} images")
-
-    try:
-        with contextlib.closing(session.train(on_progress)) as records:
-            for _record in records:
-                draw(final=False)
-                grid()
-                wait = controls.pace - (time.perf_counter() - epoch_start)
-                if wait > 0:
-                    time.sleep(wait)
-                epoch_start = time.perf_counter()
-    except Superseded:
-        return  # a newer run of this script (a click, a slider) carries on from the last finished epoch
-    progress.empty()
-    st.rerun()
 
 
 def draw_metrics(area, run: Run) -> None:
@@ -172,52 +168,44 @@ def log_lines(run: Run) -> list[str]:
 def downloads(run: Run) -> None:
     """The current run's per-epoch history as CSV."""
     frame = pd.DataFrame([r.as_dict() for r in run.records])
-    st.download_button("⬇ History as CSV", frame.to_csv(index=False).encode(), file_name=f"softmax-run-{run.id}.csv",
+    st.download_button("History as CSV", frame.to_csv(index=False).encode(), icon=":material/download:", file_name=f"softmax-run-{run.id}.csv",
                        mime="text/csv", key="csv", on_click="ignore")
 
 
-def test_image_grid(session: Session, dataset, presenter: bool):
-    """The lesson's labelled test images (true / predicted), with options; returns a function that redraws them."""
+def test_image_grid(session: Session, dataset, presenter: bool, training: bool) -> None:
+    """The lesson's labelled test images (true / predicted) with options, and one image's probabilities."""
     st.subheader("Test images: true / predicted")
-    cols = st.columns([2, 1, 2, 2])
-    mode = cols[0].segmented_control("Show", GRID_MODES, key="grid_mode", default=GRID_MODES[0], persist_state="session")
+    cols = st.columns([3, 1, 2, 1], vertical_alignment="bottom")
+    mode = cols[0].segmented_control("Show", GRID_MODES, key="grid_mode", default=GRID_MODES[0], persist_state="session") or GRID_MODES[0]
     count = cols[1].selectbox("How many", (9, 18, 27, 36), key="grid_count", persist_state="session")
     klass = None
     if mode == "one class":
         klass = cols[2].selectbox("Class", range(len(dataset.class_names)), format_func=lambda i: dataset.class_names[i], key="grid_class", persist_state="session")
-    if mode == "random sample" and cols[3].button("🎲 New sample", key="grid_resample"):
+    if mode == "random sample" and cols[3].button("New sample", icon=":material/casino:", key="grid_resample"):
         st.session_state.grid_seed = int(st.session_state.get("grid_seed", 0)) + 1
-    area = st.empty()
-    detail = st.empty()
-    X = test_features(dataset.name)
-    labels = dataset.test_labels
-
-    def draw() -> None:
-        model = session.model
-        indices = pick_images(model, X, labels, mode or GRID_MODES[0], count, klass, int(st.session_state.get("grid_seed", 0)))
-        probs = model.predict_proba(X[indices]) if len(indices) else np.empty((0, 10))
-        per_row = 6 if presenter else 9
-        with area.container():
-            if not len(indices):
-                st.info("No test image fits: every one is classified correctly." if mode == "misclassified" else "No images.")
-                return
-            for start in range(0, len(indices), per_row):
-                row = st.columns(per_row)
-                for col, i, p in zip(row, indices[start : start + per_row], probs[start : start + per_row]):
-                    true, pred = int(labels[i]), int(np.argmax(p))
-                    col.image(charts.framed(dataset.test_images[i], pred == true, scale=5 if presenter else 4), use_container_width=True)
-                    mark = ":green[✓]" if pred == true else ":red[✗]"
-                    col.markdown(f"{dataset.class_names[true]}  \n{mark} **{dataset.class_names[pred]}**" if pred == true else f"{dataset.class_names[true]}  \n{mark} :red[**{dataset.class_names[pred]}**]")
-        choice = st.session_state.get("inspect", 1)
-        pick = indices[min(max(int(choice), 1), len(indices)) - 1]
-        detail.plotly_chart(
-            charts.probability_figure(probs[list(indices).index(pick)], dataset.class_names, int(labels[pick])),
-            key=f"probs_{session.generation}_{len(session.run.records)}_{pick}", config={"displaylogo": False},
-        )
-
-    st.number_input("Inspect image number (1 = top left)", 1, 36, key="inspect", persist_state="session", help="Shows that image's 10 softmax probabilities below the grid.")
-    draw()
-    return draw
+    X, labels, names = test_features(dataset.name), dataset.test_labels, dataset.class_names
+    indices = pick_images(session.model, X, labels, mode, count, klass, int(st.session_state.get("grid_seed", 0)))
+    if not len(indices):
+        st.info("Every test image is classified correctly." if mode == "misclassified" else "No images to show.")
+        return
+    probs = session.model.predict_proba(X[indices])  # (count, 10)
+    preds = probs.argmax(axis=1)
+    titles = [(names[labels[i]], names[p], labels[i] == p) for i, p in zip(indices, preds)]
+    size, per_row = (130, 6) if presenter else (92, 9)
+    st.html(charts.image_grid_html(dataset.test_images[indices], titles, size, per_row))
+    if training:
+        return  # the probability chart waits for the end of training: one chart less to redraw per epoch
+    left, right = st.columns([1, 3])
+    choice = left.selectbox(
+        "Inspect image", range(len(indices)), key="inspect",
+        format_func=lambda k: f"{k + 1}. {names[labels[indices[k]]]}", help="Its 10 softmax probabilities are drawn beside.",
+    )
+    choice = min(int(choice or 0), len(indices) - 1)
+    left.caption("Green: the true class. Red: a wrong prediction. A confident model puts almost all probability on one class.")
+    right.plotly_chart(
+        charts.probability_figure(probs[choice], names, int(labels[indices[choice]]), height=260),
+        key="probs_chart", config={"displaylogo": False},
+    )
 
 
 def pick_images(model: SoftmaxRegression, X: np.ndarray, labels: np.ndarray, mode: str, count: int, klass: int | None, seed: int) -> np.ndarray:
@@ -242,19 +230,19 @@ def run_history(session: Session) -> None:
     st.multiselect("Overlay on the charts", list(names), format_func=names.get, key="overlay", persist_state="session",
                    placeholder="Pick runs to compare with the current one")
     table = pd.DataFrame([r.summary() for r in session.runs]).set_index("run")
-    st.dataframe(table, use_container_width=True, column_config={
+    st.dataframe(table, width="stretch", column_config={
         "lr": st.column_config.NumberColumn(format="%g"), "train loss": st.column_config.NumberColumn(format="%.4f"),
         "train acc": st.column_config.NumberColumn(format="%.3f"), "test acc": st.column_config.NumberColumn(format="%.3f"),
     })
     every = pd.DataFrame([{"run": r.id, **r.records[i].as_dict()} for r in session.runs for i in range(len(r.records))])
-    st.download_button("⬇ All runs as CSV", every.to_csv(index=False).encode(), file_name="softmax-runs.csv", mime="text/csv", key="csv_all", on_click="ignore")
+    st.download_button("All runs as CSV", every.to_csv(index=False).encode(), icon=":material/download:", file_name="softmax-runs.csv", mime="text/csv", key="csv_all", on_click="ignore")
 
 
 def model_files(session: Session, dataset, controls: Controls) -> None:
     """Download the current parameters; upload a model file to continue from it."""
     st.subheader("Model file")
     cols = st.columns(2)
-    cols[0].download_button("⬇ Parameters (.npz: W, b)", session.model.to_bytes(), file_name=f"softmax-{dataset.name}-run-{session.run.id}.npz",
+    cols[0].download_button("Parameters (.npz: W, b)", session.model.to_bytes(), icon=":material/download:", file_name=f"softmax-{dataset.name}-run-{session.run.id}.npz",
                             mime="application/octet-stream", key="npz", on_click="ignore")
     upload = cols[1].file_uploader("Continue from a model file (.npz with W 784×10 and b 10)", type=["npz"], key="upload")
     if upload is not None and st.session_state.get("upload_done") != upload.file_id:
