@@ -11,6 +11,7 @@ from softmax_core import Dataset, load_dataset
 from softmax_core.data import FILES
 
 REPO = Path(__file__).resolve().parent.parent
+pytest_plugins = ["tests.browser_fixtures"]  # a Streamlit server and headless Chromium, for end-to-end tests
 
 
 def real_data_root() -> Path:
