@@ -68,7 +68,7 @@ def probability_figure(probs: np.ndarray, class_names: Sequence[str], true: int,
         colors[pred] = "rgb(215,25,28)"
     fig = go.Figure(
         go.Bar(
-            x=list(class_names), y=probs, marker_color=colors,
+            x=list(class_names), y=[float(p) for p in probs], marker_color=colors,
             text=[f"{p:.2f}" for p in probs], textposition="outside",
             hovertemplate="%{x}: %{y:.4f}<extra></extra>",
         )

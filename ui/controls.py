@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import streamlit as st
 
 from softmax_core import DATASETS, ConfigError, TrainConfig
-from softmax_core.training import SCHEDULES
+from softmax_core.training import SCHEDULES, SOFTMAXES
 
 from .session import Setup
 
@@ -29,6 +29,7 @@ DEFAULTS = {
     "schedule": "constant",
     "step_size": 5,
     "gamma": 0.5,
+    "softmax": "stable",
     "presenter": False,
     "pace": "as fast as possible",
 }
@@ -85,6 +86,7 @@ _URL.update(
         "schedule": ("schedule", _choice(SCHEDULES)),
         "step": ("step_size", _number("step", 1, 100, integer=True)),
         "gamma": ("gamma", _number("gamma", 0.05, 1)),
+        "softmax": ("softmax", _choice(SOFTMAXES)),
         "presenter": ("presenter", _flag),
     }
 )
@@ -163,6 +165,11 @@ def sidebar_controls() -> Controls:
                 c1, c2 = st.columns(2)
                 c1.number_input("every (epochs)", 1, 100, step=1, key="step_size", persist_state="session")
                 c2.number_input("γ", 0.05, 1.0, step=0.05, key="gamma", persist_state="session")
+            st.selectbox(
+                "Softmax", SOFTMAXES, key="softmax", persist_state="session",
+                format_func=lambda v: {"stable": "stable (log-sum-exp)", "naive": "naive exp(z) / Σ exp(z), as in the lesson"}[v],
+                help="The lesson's naive formula overflows once logits pass about 88 (float32): try it with learning rate 10.",
+            )
             st.selectbox("Pace", list(PACES), key="pace", persist_state="session", help="Slow motion for a class: wait so each epoch takes at least this long.")
     state = st.session_state
     setup = Setup(dataset=state.dataset, seed=int(state.seed), sigma=float(state.sigma))
@@ -170,7 +177,7 @@ def sidebar_controls() -> Controls:
         config = TrainConfig(
             lr=float(state.lr), batch_size=int(state.batch_size), epochs=int(state.epochs),
             momentum=float(state.momentum), weight_decay=float(state.weight_decay), schedule=state.schedule,
-            step_size=int(state.step_size), gamma=float(state.gamma),
+            step_size=int(state.step_size), gamma=float(state.gamma), softmax=state.softmax,
         )
         error = ""
     except (ConfigError, TypeError, ValueError) as err:

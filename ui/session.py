@@ -128,7 +128,9 @@ class Session:
         rng = np.random.default_rng(setup.seed)
         model = model if model is not None else SoftmaxRegression.init(rng, sigma=setup.sigma)
         self.trainer = Trainer(model, dataset.train_images, dataset.train_labels, dataset.test_images, dataset.test_labels, rng)
-        self.run = Run(next(self._ids), setup, config, [self.trainer.initial_record()], label=label)
+        # An untrained model that never made it into the history gives its number to the next one.
+        reuse = self.run is not None and self.run not in self.runs
+        self.run = Run(self.run.id if reuse else next(self._ids), setup, config, [self.trainer.initial_record()], label=label)
         return self.run
 
     def add_run(self, run: Run) -> None:

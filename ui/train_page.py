@@ -63,16 +63,8 @@ def live(session: Session, controls: Controls, dataset) -> None:
     draw_status(status, run)
     st.code("\n".join(log_lines(run)), language=None)
     test_image_grid(session, dataset, controls.presenter, training=session.job is not None)
-    if session.job is not None and in_fragment_run():
+    if session.job is not None:
         train_one_epoch(session, run, controls, progress)
-
-
-def in_fragment_run() -> bool:
-    """True in a rerun of a fragment alone (not in a run of the whole page)."""
-    from streamlit.runtime.scriptrunner import get_script_run_ctx  # noqa: PLC0415
-
-    ctx = get_script_run_ctx()
-    return bool(ctx and ctx.fragment_ids_this_run)
 
 
 def train_one_epoch(session: Session, run: Run, controls: Controls, progress) -> None:

@@ -1,0 +1,198 @@
+"""AppTest tests of the Train page: controls -> train -> history -> grid, URL settings, model files."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from softmax_core import SoftmaxRegression
+
+from .conftest import REPO
+
+
+@pytest.fixture
+def app(data_root, monkeypatch) -> AppTest:
+    monkeypatch.setenv("SOFTMAX_DATA_DIR", str(data_root))
+    monkeypatch.setenv("SOFTMAX_RUNS_DB", "")  # no persistence unless a test asks for it
+    at = AppTest.from_file(str(REPO / "dashboard.py"), default_timeout=60)
+    return at.run()
+
+
+def no_exception(at: AppTest) -> None:
+    assert not at.exception, [e.message for e in at.exception]
+
+
+def finish(at: AppTest, limit: int = 60) -> AppTest:
+    """Each full run trains one queued epoch (in the browser a timer does the same); run until done."""
+    for _ in range(limit):
+        no_exception(at)
+        if at.session_state.session.job is None:
+            return at
+        at.run()
+    raise AssertionError("training did not finish")
+
+
+def log_text(at: AppTest) -> str:
+    return at.code[0].value
+
+
+def metric(at: AppTest, label: str) -> str:
+    return next(m.value for m in at.metric if m.label == label)
+
+
+def grid_html(at: AppTest) -> str:
+    return next(h.proto.body for h in at.get("html") if "<figure" in h.proto.body)
+
+
+def curves(at: AppTest) -> dict:
+    return json.loads(at.get("plotly_chart")[0].proto.spec)
+
+
+def test_opens_with_the_lessons_defaults_and_the_untrained_model(app):
+    no_exception(app)
+    assert app.select_slider(key="lr").value == 0.1
+    assert app.slider(key="epochs").value == 5
+    assert app.select_slider(key="batch_size").value == 256
+    assert app.number_input(key="sigma").value == 0.01 and app.number_input(key="seed").value == 0
+    acc = float(metric(app, "Test acc"))
+    assert 0.05 <= acc <= 0.15
+    assert log_text(app) == f"untrained test acc {acc:.3f}"
+    assert metric(app, "Epoch") == "0"
+    assert grid_html(app).count("<figure") == 9
+
+
+def test_train_shows_each_epoch_then_history_and_grid(app):
+    app.button(key="train").click().run()
+    records = []
+    for _ in range(20):
+        no_exception(app)
+        records.append(len(app.session_state.session.run.records))
+        if app.session_state.session.job is None:
+            break
+        app.run()
+    assert records == sorted(records) and records[-1] == 6  # epoch 0 and 5 epochs, one per run
+    lines = log_text(app).splitlines()
+    assert lines[1] == "epoch 1, loss 0.7885, train acc 0.748, test acc 0.785"
+    assert re.fullmatch(r"epoch 5, loss 0\.4\d{3}, train acc 0\.8\d\d, test acc 0\.8\d\d", lines[5])
+    assert any("Finished 5 epochs" in s.value for s in app.success)
+    figure = curves(app)
+    train_loss = next(t for t in figure["data"] if t["name"] == "train loss")
+    assert train_loss["x"] == [0, 1, 2, 3, 4, 5]
+    table = app.dataframe[0].value
+    assert list(table.index) == [1] and table.loc[1, "status"] == "finished" and table.loc[1, "epochs"] == 5
+    html = grid_html(app)
+    assert html.count("<figure") == 9 and "Ankle boot" in html  # the first test image is an ankle boot
+    assert len(app.get("download_button")) >= 2
+
+
+def test_continue_step_stop_and_reset(app):
+    app.slider(key="epochs").set_value(2).run()
+    app.button(key="train").click().run()
+    finish(app)
+    app.button(key="continue").click().run()
+    finish(app)
+    assert [r.epoch for r in app.session_state.session.run.records] == [0, 1, 2, 3, 4]  # no reset
+    app.button(key="step").click().run()
+    finish(app)
+    assert app.session_state.session.run.trained_epochs == 5
+    # Stop mid-job: the finished epochs stay, the job is gone.
+    app.slider(key="epochs").set_value(30).run()
+    app.button(key="continue").click().run()
+    app.run()
+    app.button(key="stop").click().run()
+    no_exception(app)
+    session = app.session_state.session
+    assert session.job is None and session.run.status == "stopped"
+    kept = session.run.trained_epochs
+    assert 6 <= kept < 35 and log_text(app).splitlines()[-1].startswith(f"epoch {kept},")
+    app.button(key="reset").click().run()
+    assert metric(app, "Epoch") == "0" and len(app.session_state.session.runs) == 1
+
+
+def test_runs_are_kept_and_overlaid(app):
+    for lr in (0.01, 1.0):
+        app.select_slider(key="lr").set_value(lr).run()
+        app.slider(key="epochs").set_value(1).run()
+        app.button(key="train").click().run()
+        finish(app)
+    table = app.dataframe[0].value
+    assert list(table["lr"]) == [0.01, 1.0]
+    app.multiselect(key="overlay").set_value([1]).run()
+    names = [t["name"] for t in curves(app)["data"]]
+    assert "run 1: train loss" in names and "train loss" in names
+
+
+def test_url_carries_settings_and_refuses_absurd_values(data_root, monkeypatch):
+    monkeypatch.setenv("SOFTMAX_DATA_DIR", str(data_root))
+    at = AppTest.from_file(str(REPO / "dashboard.py"), default_timeout=60)
+    at.query_params.update({"lr": "0.5", "epochs": "7", "batch": "64", "presenter": "1"})
+    at.run()
+    no_exception(at)
+    assert at.select_slider(key="lr").value == 0.5 and at.slider(key="epochs").value == 7
+    assert at.select_slider(key="batch_size").value == 64 and at.toggle(key="presenter").value
+    assert not at.expander  # presenter view hides the advanced settings
+
+    bad = AppTest.from_file(str(REPO / "dashboard.py"), default_timeout=60)
+    bad.query_params.update({"lr": "-1", "batch": "0", "epochs": "1000000000", "seed": "abc", "dataset": "cifar"})
+    bad.run()
+    no_exception(bad)
+    warnings = " ".join(w.value for w in bad.warning)
+    for name in ("lr=-1", "batch=0", "epochs=1000000000", "seed=abc", "dataset=cifar"):
+        assert name in warnings
+    assert bad.select_slider(key="lr").value == 0.1 and bad.slider(key="epochs").value == 5
+
+
+def test_settings_are_written_to_the_url(app):
+    app.slider(key="epochs").set_value(3).run()
+    app.select_slider(key="lr").set_value(0.5).run()
+    assert app.query_params["epochs"] in ("3", ["3"]) and app.query_params["lr"] in ("0.5", ["0.5"])
+
+
+def test_grid_options(app):
+    app.button(key="train").click().run()
+    finish(app)
+    app.segmented_control(key="grid_mode").set_value("misclassified").run()
+    html = grid_html(app)
+    assert html.count("<figure") == 9 and html.count("rgb(215,25,28)") >= 9  # every one framed red
+    app.segmented_control(key="grid_mode").set_value("one class").run()
+    app.selectbox(key="grid_class").set_value(8).run()  # Bag
+    assert grid_html(app).count("Bag<br>") == 9
+    app.selectbox(key="inspect").set_value(2).run()
+    probs = json.loads(app.get("plotly_chart")[-1].proto.spec)["data"][0]["y"]
+    assert len(probs) == 10 and abs(sum(probs) - 1) < 1e-4
+
+
+def test_model_upload_checks_the_file(app):
+    good = SoftmaxRegression(np.zeros((784, 10), np.float32), np.zeros(10, np.float32)).to_bytes()
+    app.file_uploader(key="upload").upload("zeros.npz", good, "application/octet-stream").run()
+    no_exception(app)
+    assert any("Loaded zeros.npz" in s.value for s in app.success)
+    assert metric(app, "Test acc") == "0.100"
+    before = app.session_state.session.model.W.copy()
+    buffer = io.BytesIO()
+    np.savez(buffer, W=np.full((784, 10), np.nan), b=np.zeros(10))
+    for name, data in (("nan.npz", buffer.getvalue()), ("junk.npz", b"not a model")):
+        app.file_uploader(key="upload").upload(name, data, "application/octet-stream").run()
+        no_exception(app)
+        assert any(f"{name} was not loaded" in e.value for e in app.error)
+        np.testing.assert_array_equal(app.session_state.session.model.W, before)
+
+
+def test_divergence_warns_and_keeps_the_page_usable(app):
+    app.select_slider(key="lr").set_value(10.0).run()
+    app.selectbox(key="softmax").set_value("naive").run()
+    app.button(key="train").click().run()
+    finish(app)
+    assert any("diverged in epoch 1" in w.value for w in app.warning)
+    assert app.session_state.session.run.status == "diverged"
+    app.selectbox(key="softmax").set_value("stable").run()
+    app.select_slider(key="lr").set_value(0.1).run()
+    app.slider(key="epochs").set_value(1).run()
+    app.button(key="train").click().run()
+    finish(app)
+    assert app.session_state.session.run.status == "finished" and len(app.session_state.session.runs) == 2
