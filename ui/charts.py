@@ -27,8 +27,9 @@ def curves_figure(current: Run | None, overlays: Sequence[Run], height: int = 32
     )
     for run in runs:
         is_current = run is current
-        color = COLORS[(run.id - 1) % len(COLORS)]
         for col, attr, label, dash in series:
+            # The current run: train blue, test orange (as in the lesson's plot); others: a colour per run.
+            color = (COLORS[0] if attr.startswith("train") else COLORS[1]) if is_current else COLORS[2 + (run.id - 1) % (len(COLORS) - 2)]
             # Epoch 0 has no training pass: its train accuracy is not the lesson's "train acc".
             points = [r for r in run.records if r.epoch > 0 or attr != "train_acc"]
             fig.add_trace(
@@ -37,6 +38,7 @@ def curves_figure(current: Run | None, overlays: Sequence[Run], height: int = 32
                     y=[getattr(r, attr) for r in points],
                     name=label if is_current else f"run {run.id}: {label}",
                     legendgroup=f"{run.id}",
+                    showlegend=is_current or col == 1,
                     mode="lines+markers",
                     line={"color": color, "dash": dash, "width": 3 if is_current else 1.5},
                     marker={"size": 7 if is_current else 4, "symbol": "circle" if "train" in attr else "diamond"},
@@ -53,7 +55,7 @@ def curves_figure(current: Run | None, overlays: Sequence[Run], height: int = 32
     fig.update_layout(
         height=height,
         margin={"l": 10, "r": 10, "t": 40, "b": 10},
-        legend={"orientation": "h", "y": -0.25},
+        legend={"orientation": "v", "x": 1.01, "y": 1, "xanchor": "left"},
         uirevision="curves",  # keep the user's zoom while points are added
     )
     return fig
@@ -103,6 +105,6 @@ def image_grid_html(images: np.ndarray, titles: Sequence[tuple[str, str, bool]],
             f'<b style="color:{color}">{mark} {html.escape(pred)}</b></figcaption></figure>'
         )
     return (
-        f'<div style="display:grid;grid-template-columns:repeat({per_row},{size + 8}px);gap:14px 10px;'
-        f'justify-content:start">' + "".join(cells) + "</div>"
+        f'<div style="display:grid;grid-template-columns:repeat(auto-fill,minmax({size + 8}px,1fr));gap:12px 6px;'
+        f'max-width:{per_row * (size + 16)}px">' + "".join(cells) + "</div>"
     )

@@ -144,6 +144,11 @@ def draw_status(area, run: Run) -> None:
         area.info(f"Untrained model (epoch 0): test accuracy {run.records[0].test_acc:.3f}, about 1 in 10 by chance. Press **Train**.")
     elif run.status == "finished":
         area.success(f"Finished {run.trained_epochs} epochs: test accuracy {run.records[-1].test_acc:.3f}.")
+    if run.trained_epochs and run.status != "diverged" and run.records[-1].train_loss > run.records[0].train_loss:
+        st.warning(
+            f"The training loss ({run.records[-1].train_loss:.3g}) is above the untrained model's ({run.records[0].train_loss:.3f}): "
+            f"the steps overshoot. Try a smaller learning rate than {run.config.lr:g}.", icon=":material/trending_up:",
+        )
     else:
         area.empty()
 
@@ -167,13 +172,13 @@ def downloads(run: Run) -> None:
 def test_image_grid(session: Session, dataset, presenter: bool, training: bool) -> None:
     """The lesson's labelled test images (true / predicted) with options, and one image's probabilities."""
     st.subheader("Test images: true / predicted")
-    cols = st.columns([3, 1, 2, 1], vertical_alignment="bottom")
+    cols = st.columns([4, 1, 2], vertical_alignment="bottom")
     mode = cols[0].segmented_control("Show", GRID_MODES, key="grid_mode", default=GRID_MODES[0], persist_state="session") or GRID_MODES[0]
     count = cols[1].selectbox("How many", (9, 18, 27, 36), key="grid_count", persist_state="session")
     klass = None
     if mode == "one class":
         klass = cols[2].selectbox("Class", range(len(dataset.class_names)), format_func=lambda i: dataset.class_names[i], key="grid_class", persist_state="session")
-    if mode == "random sample" and cols[3].button("New sample", icon=":material/casino:", key="grid_resample"):
+    if mode == "random sample" and cols[2].button("New sample", icon=":material/casino:", key="grid_resample"):
         st.session_state.grid_seed = int(st.session_state.get("grid_seed", 0)) + 1
     X, labels, names = test_features(dataset.name), dataset.test_labels, dataset.class_names
     indices = pick_images(session.model, X, labels, mode, count, klass, int(st.session_state.get("grid_seed", 0)))
@@ -183,7 +188,7 @@ def test_image_grid(session: Session, dataset, presenter: bool, training: bool) 
     probs = session.model.predict_proba(X[indices])  # (count, 10)
     preds = probs.argmax(axis=1)
     titles = [(names[labels[i]], names[p], labels[i] == p) for i, p in zip(indices, preds)]
-    size, per_row = (130, 6) if presenter else (92, 9)
+    size, per_row = (130, 6) if presenter else (76, 9)
     st.html(charts.image_grid_html(dataset.test_images[indices], titles, size, per_row))
     if training:
         return  # the probability chart waits for the end of training: one chart less to redraw per epoch

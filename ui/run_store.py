@@ -1,0 +1,276 @@
+"""A persistent store of finished runs, keyed by an unguessable owner token (no Streamlit here).
+
+A browser session keeps its token (in the URL, say); after a reload or a server restart, `load(token)`
+gives its runs back as `Run.to_dict()` dicts. `open_store()` picks the back end from a URL: SQLite now;
+the interface and SQL are plain enough (one table, parameters, `INSERT ... ON CONFLICT`, no SQLite-only
+features in the interface) that a PostgreSQL store can be added beside it.
+
+Every failure (an unwritable location, a corrupt file, a locked or full disk) raises `RunStoreError`,
+whose message says what to do; the caller can show it and carry on without persistence.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import secrets
+import sqlite3
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+ENV_RUNS_DB = "SOFTMAX_RUNS_DB"  # a path or URL of the run store (default: the user's data folder)
+TOKEN_BYTES = 16  # 128 random bits: unguessable
+TOKEN_LENGTH = 22  # len(secrets.token_urlsafe(16)): base64url without padding
+_TOKEN_RE = re.compile(rf"[A-Za-z0-9_-]{{{TOKEN_LENGTH}}}")
+TABLE = "softmax_runs"  # a specific name, so the table can live in a shared (e.g. PostgreSQL) database
+SCHEMA_VERSION = 1  # kept in PRAGMA user_version; a file from a newer version is refused, not altered
+BUSY_TIMEOUT_MS = 10_000  # how long a write waits for another process's write before giving up
+
+log = logging.getLogger(__name__)
+
+
+class RunStoreError(Exception):
+    """The run store cannot be used; the message says why and what to do."""
+
+
+def new_owner_token() -> str:
+    """A fresh, unguessable owner token (22 URL-safe characters)."""
+    return secrets.token_urlsafe(TOKEN_BYTES)
+
+
+def valid_token(text: object) -> bool:
+    """True when text has exactly the form of new_owner_token()'s result (so junk from a URL is refused)."""
+    return isinstance(text, str) and _TOKEN_RE.fullmatch(text) is not None
+
+
+@runtime_checkable
+class RunStore(Protocol):
+    """Runs (`Run.to_dict()` dicts) kept per owner token; every method may raise RunStoreError."""
+
+    def save(self, owner: str, run: dict) -> None:
+        """Insert or replace the owner's run with id run["id"], atomically."""
+
+    def load(self, owner: str) -> list[dict]:
+        """The owner's runs, ordered by id ([] for an unknown or invalid token)."""
+
+    def delete(self, owner: str, run_id: int) -> None:
+        """Remove one of the owner's runs (nothing happens when there is none)."""
+
+    def clear(self, owner: str) -> None:
+        """Remove all of the owner's runs."""
+
+    def close(self) -> None:
+        """Release connections; the store must not be used afterwards."""
+
+
+def default_path() -> Path:
+    """$XDG_DATA_HOME/softmax-regression/runs.sqlite3 (~/.local/share/... by default; %LOCALAPPDATA% on Windows)."""
+    if sys.platform == "win32" and os.environ.get("LOCALAPPDATA"):
+        base = Path(os.environ["LOCALAPPDATA"])
+    else:
+        xdg = os.environ.get("XDG_DATA_HOME", "")
+        base = Path(xdg) if os.path.isabs(xdg) else Path.home() / ".local" / "share"  # the XDG spec ignores relative paths
+    return base / "softmax-regression" / "runs.sqlite3"
+
+
+def open_store(url: str | None = None) -> RunStore:
+    """The store at url: 'sqlite:///relative.db', 'sqlite:////absolute.db' or a bare path; default $SOFTMAX_RUNS_DB, else default_path()."""
+    url = url or os.environ.get(ENV_RUNS_DB) or str(default_path())
+    scheme, sep, rest = url.partition("://")
+    if not sep:  # a bare path (a Windows path's "C:\" has no "://")
+        return SQLiteRunStore(url)
+    scheme = scheme.lower()
+    if scheme == "sqlite":
+        if not rest.startswith("/") or rest == "/":  # SQLAlchemy's form: three slashes, then the path
+            raise RunStoreError(f"Cannot read the run store URL {url!r}: write sqlite:///runs.db (relative) or sqlite:////abs/path/runs.db.")
+        return SQLiteRunStore(rest[1:])
+    if scheme in ("postgresql", "postgres") or scheme.startswith("postgresql+"):
+        raise RunStoreError(f"PostgreSQL run stores are not bundled yet ({ENV_RUNS_DB} or the URL asks for {scheme}://). "
+                            "Use a SQLite file instead, e.g. sqlite:////var/lib/softmax/runs.sqlite3, or a bare path.")
+    raise RunStoreError(f"Unknown run store URL scheme {scheme}:// in {url!r}: use sqlite:///path or a bare path.")
+
+
+class SQLiteRunStore:
+    """A RunStore in one SQLite file (WAL mode): safe for many threads of one process and for several processes.
+
+    One connection per process, used under a lock: Streamlit starts a new thread for every script run, so
+    per-thread connections would be opened and dropped all the time; the store's queries take well under a
+    millisecond. Between processes, SQLite's file locks and busy_timeout serialise the writes. The file must
+    be on a local disk (WAL needs shared memory; network file systems are not supported by SQLite's WAL).
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = str(path)
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+        self._pid = -1
+        with self._lock:
+            self._connection()  # fail now, with a clear message, rather than at the first save
+
+    def __repr__(self) -> str:
+        return f"SQLiteRunStore({self.path!r})"
+
+    # --- the RunStore interface ---------------------------------------------------------------------
+
+    def save(self, owner: str, run: dict) -> None:
+        """Insert or replace the owner's run with id run["id"], in one transaction."""
+        if not valid_token(owner):
+            raise RunStoreError("Runs were not saved: the session's owner token is malformed (make one with new_owner_token()).")
+        run_id = _run_id(run)
+        data = _dumps(run)
+        self._write(
+            f"INSERT INTO {TABLE} (owner, run_id, updated, data) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (owner, run_id) DO UPDATE SET updated = excluded.updated, data = excluded.data",
+            (owner, run_id, time.time(), data),
+        )
+
+    def load(self, owner: str) -> list[dict]:
+        """The owner's runs, ordered by id ([] for an unknown or invalid token); unreadable rows are skipped."""
+        if not valid_token(owner):
+            return []
+        with self._lock:
+            rows = self._run(lambda conn: conn.execute(f"SELECT run_id, data FROM {TABLE} WHERE owner = ? ORDER BY run_id", (owner,)).fetchall())
+        runs = []
+        for run_id, data in rows:
+            try:
+                run = json.loads(data)
+            except (TypeError, ValueError) as err:
+                log.warning("run store %s: run %s of an owner is not valid JSON (%s); skipped", self.path, run_id, err)
+                continue
+            if isinstance(run, dict) and run.get("id") == run_id:
+                runs.append(run)
+            else:
+                log.warning("run store %s: run %s of an owner does not hold a run with that id; skipped", self.path, run_id)
+        return runs
+
+    def delete(self, owner: str, run_id: int) -> None:
+        """Remove one of the owner's runs (nothing happens when there is none)."""
+        if valid_token(owner):
+            self._write(f"DELETE FROM {TABLE} WHERE owner = ? AND run_id = ?", (owner, int(run_id)))
+
+    def clear(self, owner: str) -> None:
+        """Remove all of the owner's runs."""
+        if valid_token(owner):
+            self._write(f"DELETE FROM {TABLE} WHERE owner = ?", (owner,))
+
+    def close(self) -> None:
+        """Close the connection (a later call reopens it)."""
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    # --- internals -------------------------------------------------------------------------------------
+
+    def _write(self, sql: str, params: tuple) -> None:
+        """One statement in its own transaction: all of it is written, or (after a crash) none of it."""
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute("BEGIN IMMEDIATE")  # take the write lock first: no deadlock-prone lock upgrade later
+            try:
+                conn.execute(sql, params)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+        with self._lock:
+            self._run(write)
+
+    def _run(self, operation):  # noqa: ANN001, ANN202 -- (sqlite3.Connection) -> T; called under self._lock
+        try:
+            return operation(self._connection())
+        except sqlite3.Error as err:
+            raise RunStoreError(self._explain(err)) from err
+
+    def _connection(self) -> sqlite3.Connection:
+        """The process's connection, opened (and the table created) on first use or after a fork."""
+        if self._conn is not None and self._pid == os.getpid():
+            return self._conn
+        self._conn = None  # a connection inherited through fork() must not be used by the child
+        try:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise RunStoreError(f"Cannot create the folder for the run store {self.path} ({err.strerror or err}). "
+                                f"Set {ENV_RUNS_DB} to a file in a writable folder; runs are not kept meanwhile.") from err
+        conn = None
+        try:
+            # autocommit (isolation_level=None): transactions are explicit, one per write
+            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False)
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA journal_mode = WAL")  # readers never block the writer; a crash mid-write is rolled back
+            conn.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: consistent after a crash, only the last commits may be lost on power loss
+            self._create_schema(conn)
+        except sqlite3.Error as err:
+            if conn is not None:
+                conn.close()
+            raise RunStoreError(self._explain(err)) from err
+        self._conn, self._pid = conn, os.getpid()
+        return conn
+
+    def _create_schema(self, conn: sqlite3.Connection) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise RunStoreError(f"The run store {self.path} was written by a newer version of this app (schema {version}). "
+                                    f"Update the app, or set {ENV_RUNS_DB} to another file.")
+            conn.execute(f"CREATE TABLE IF NOT EXISTS {TABLE} ("
+                         "owner TEXT NOT NULL, run_id INTEGER NOT NULL, updated REAL NOT NULL, data TEXT NOT NULL, "
+                         "PRIMARY KEY (owner, run_id))")
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    def _explain(self, err: sqlite3.Error) -> str:
+        """A message for the user: what went wrong with which file, and what to do."""
+        text = str(err)
+        code = getattr(err, "sqlite_errorname", "")
+        where = f"The run store {self.path}"
+        if code in ("SQLITE_NOTADB", "SQLITE_CORRUPT") or "not a database" in text or "malformed" in text:
+            return (f"{where} is damaged or is not a SQLite database ({text}). Move it aside (keep it if you want to "
+                    f"rescue runs) or delete it, or set {ENV_RUNS_DB} to another file; runs are not kept meanwhile.")
+        if code.startswith("SQLITE_BUSY") or code.startswith("SQLITE_LOCKED") or "locked" in text:
+            return f"{where} stayed locked by another process for {BUSY_TIMEOUT_MS / 1000:g} s ({text}); try again in a moment."
+        if code.startswith("SQLITE_CANTOPEN") or code.startswith("SQLITE_READONLY") or code.startswith("SQLITE_PERM") or "unable to open" in text:
+            return (f"{where} cannot be opened for writing ({text}). Make its folder writable, or set {ENV_RUNS_DB} "
+                    "to a file in a writable folder on a local disk; runs are not kept meanwhile.")
+        if code == "SQLITE_FULL" or "full" in text:
+            return f"{where}: the disk is full ({text}). Free some space; runs are not kept meanwhile."
+        return f"{where} failed ({text}). Check the file, or set {ENV_RUNS_DB} to another file; runs are not kept meanwhile."
+
+
+def _run_id(run: dict) -> int:
+    """run["id"], checked: a whole number that fits SQL's BIGINT."""
+    run_id = run.get("id") if isinstance(run, dict) else None
+    if isinstance(run_id, bool) or not isinstance(run_id, int) or not -(2**63) <= run_id < 2**63:
+        raise RunStoreError(f"Runs were not saved: a run must be a dict with a whole-number 'id' (got {run_id!r}).")
+    return run_id
+
+
+def _dumps(run: dict) -> str:
+    """The run as JSON text; NaN and ±inf (a diverged run's loss) are kept as Python's json writes them."""
+    try:
+        return json.dumps(run, separators=(",", ":"), allow_nan=True, default=_json_default)
+    except (TypeError, ValueError) as err:
+        raise RunStoreError(f"Run {run.get('id')} was not saved: it is not JSON data ({err}).") from err
+
+
+def _json_default(value: object) -> object:
+    """NumPy scalars (a float32 loss, an int64 count) as plain Python numbers; anything else is refused."""
+    item = getattr(value, "item", None)
+    if callable(item):
+        result = item()
+        if isinstance(result, (int, float, bool, str)):
+            return result
+    raise TypeError(f"{type(value).__name__} is not JSON data")
