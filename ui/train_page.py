@@ -135,22 +135,22 @@ def draw_metrics(area, run: Run) -> None:
 
 
 def draw_status(area, run: Run) -> None:
-    """Say what state the run is in; a diverged run gets a warning with what to try."""
-    if run.status == "diverged":
-        area.warning(f"**Training diverged.** {run.message}", icon="⚠️")
-    elif run.status == "stopped":
-        area.info(f"Stopped: {run.message}. **Continue** trains on from here.")
-    elif run.status == "ready":
-        area.info(f"Untrained model (epoch 0): test accuracy {run.records[0].test_acc:.3f}, about 1 in 10 by chance. Press **Train**.")
-    elif run.status == "finished":
-        area.success(f"Finished {run.trained_epochs} epochs: test accuracy {run.records[-1].test_acc:.3f}.")
-    if run.trained_epochs and run.status != "diverged" and run.records[-1].train_loss > run.records[0].train_loss:
-        st.warning(
-            f"The training loss ({run.records[-1].train_loss:.3g}) is above the untrained model's ({run.records[0].train_loss:.3f}): "
-            f"the steps overshoot. Try a smaller learning rate than {run.config.lr:g}.", icon=":material/trending_up:",
-        )
-    else:
-        area.empty()
+    """Say what state the run is in; a diverged or overshooting run gets a warning with what to try."""
+    with area.container():
+        if run.status == "diverged":
+            st.warning(f"**Training diverged.** {run.message}", icon=":material/warning:")
+        elif run.status == "stopped":
+            st.info(f"Stopped: {run.message}. **Continue** trains on from here.")
+        elif run.status == "ready":
+            st.info(f"Untrained model (epoch 0): test accuracy {run.records[0].test_acc:.3f}, about 1 in 10 by chance. Press **Train**.")
+        elif run.status == "finished":
+            st.success(f"Finished {run.trained_epochs} epochs: test accuracy {run.records[-1].test_acc:.3f}.")
+        last, first = run.records[-1], run.records[0]
+        if last.epoch and run.status != "diverged" and last.train_loss > first.train_loss:
+            st.warning(
+                f"The training loss ({last.train_loss:.3g}) is above the untrained model's ({first.train_loss:.3f}): "
+                f"the steps overshoot. Try a smaller learning rate than {run.config.lr:g}.", icon=":material/trending_up:",
+            )
 
 
 def log_lines(run: Run) -> list[str]:
