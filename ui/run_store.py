@@ -20,8 +20,9 @@ import sqlite3
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeVar, runtime_checkable
 
 ENV_RUNS_DB = "SOFTMAX_RUNS_DB"  # a path or URL of the run store (default: the user's data folder)
 TOKEN_BYTES = 16  # 128 random bits: unguessable
@@ -32,6 +33,7 @@ SCHEMA_VERSION = 1  # kept in PRAGMA user_version; a file from a newer version i
 BUSY_TIMEOUT_MS = 10_000  # how long a write waits for another process's write before giving up
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class RunStoreError(Exception):
@@ -92,15 +94,16 @@ def open_store(url: str | None = None) -> RunStore:
     if scheme in ("postgresql", "postgres") or scheme.startswith("postgresql+"):
         raise RunStoreError(f"PostgreSQL run stores are not bundled yet ({ENV_RUNS_DB} or the URL asks for {scheme}://). "
                             "Use a SQLite file instead, e.g. sqlite:////var/lib/softmax/runs.sqlite3, or a bare path.")
-    raise RunStoreError(f"Unknown run store URL scheme {scheme}:// in {url!r}: use sqlite:///path or a bare path.")
+    raise RunStoreError(f"Unknown run store URL scheme {scheme}:// (the URL is not repeated: it may hold a password). "
+                        "Use sqlite:///path or a bare path.")
 
 
 class SQLiteRunStore:
     """A RunStore in one SQLite file (WAL mode): safe for many threads of one process and for several processes.
 
-    One connection per process, used under a lock: Streamlit starts a new thread for every script run, so
-    per-thread connections would be opened and dropped all the time; the store's queries take well under a
-    millisecond. Between processes, SQLite's file locks and busy_timeout serialise the writes. The file must
+    One connection per store, used under a lock (do not carry a store across fork()): Streamlit starts a new
+    thread for every script run, so per-thread connections would be opened and dropped all the time, and the
+    store's queries take well under a millisecond. Between processes, SQLite's file locks and busy_timeout serialise the writes. The file must
     be on a local disk (WAL needs shared memory; network file systems are not supported by SQLite's WAL).
     """
 
@@ -108,7 +111,6 @@ class SQLiteRunStore:
         self.path = str(path)
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
-        self._pid = -1
         with self._lock:
             self._connection()  # fail now, with a clear message, rather than at the first save
 
@@ -183,17 +185,17 @@ class SQLiteRunStore:
         with self._lock:
             self._run(write)
 
-    def _run(self, operation):  # noqa: ANN001, ANN202 -- (sqlite3.Connection) -> T; called under self._lock
+    def _run(self, operation: Callable[[sqlite3.Connection], T]) -> T:
+        """operation(connection), with SQLite's errors turned into RunStoreError; called under self._lock."""
         try:
             return operation(self._connection())
         except sqlite3.Error as err:
             raise RunStoreError(self._explain(err)) from err
 
     def _connection(self) -> sqlite3.Connection:
-        """The process's connection, opened (and the table created) on first use or after a fork."""
-        if self._conn is not None and self._pid == os.getpid():
+        """The connection, opened (and the table created) on first use or after close()."""
+        if self._conn is not None:
             return self._conn
-        self._conn = None  # a connection inherited through fork() must not be used by the child
         try:
             if self.path != ":memory:":
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
@@ -212,7 +214,7 @@ class SQLiteRunStore:
             if conn is not None:
                 conn.close()
             raise RunStoreError(self._explain(err)) from err
-        self._conn, self._pid = conn, os.getpid()
+        self._conn = conn
         return conn
 
     def _create_schema(self, conn: sqlite3.Connection) -> None:
