@@ -15,12 +15,31 @@ from softmax_core import SoftmaxRegression
 from .conftest import REPO
 
 
+@pytest.fixture(scope="module", autouse=True)
+def run_store_file(tmp_path_factory):
+    """One run store for this module (the app opens it once per process, like a server)."""
+    import os
+
+    path = tmp_path_factory.mktemp("store") / "runs.sqlite3"
+    old = os.environ.get("SOFTMAX_RUNS_DB")
+    os.environ["SOFTMAX_RUNS_DB"] = str(path)
+    yield path
+    if old is None:
+        del os.environ["SOFTMAX_RUNS_DB"]
+    else:
+        os.environ["SOFTMAX_RUNS_DB"] = old
+
+
+def new_app(data_root, monkeypatch, **query) -> AppTest:
+    monkeypatch.setenv("SOFTMAX_DATA_DIR", str(data_root))
+    at = AppTest.from_file(str(REPO / "dashboard.py"), default_timeout=60)
+    at.query_params.update(query)
+    return at.run()
+
+
 @pytest.fixture
 def app(data_root, monkeypatch) -> AppTest:
-    monkeypatch.setenv("SOFTMAX_DATA_DIR", str(data_root))
-    monkeypatch.setenv("SOFTMAX_RUNS_DB", "")  # no persistence unless a test asks for it
-    at = AppTest.from_file(str(REPO / "dashboard.py"), default_timeout=60)
-    return at.run()
+    return new_app(data_root, monkeypatch)
 
 
 def no_exception(at: AppTest) -> None:
@@ -128,18 +147,13 @@ def test_runs_are_kept_and_overlaid(app):
 
 
 def test_url_carries_settings_and_refuses_absurd_values(data_root, monkeypatch):
-    monkeypatch.setenv("SOFTMAX_DATA_DIR", str(data_root))
-    at = AppTest.from_file(str(REPO / "dashboard.py"), default_timeout=60)
-    at.query_params.update({"lr": "0.5", "epochs": "7", "batch": "64", "presenter": "1"})
-    at.run()
+    at = new_app(data_root, monkeypatch, lr="0.5", epochs="7", batch="64", presenter="1")
     no_exception(at)
     assert at.select_slider(key="lr").value == 0.5 and at.slider(key="epochs").value == 7
     assert at.select_slider(key="batch_size").value == 64 and at.toggle(key="presenter").value
     assert not at.expander  # presenter view hides the advanced settings
 
-    bad = AppTest.from_file(str(REPO / "dashboard.py"), default_timeout=60)
-    bad.query_params.update({"lr": "-1", "batch": "0", "epochs": "1000000000", "seed": "abc", "dataset": "cifar"})
-    bad.run()
+    bad = new_app(data_root, monkeypatch, lr="-1", batch="0", epochs="1000000000", seed="abc", dataset="cifar")
     no_exception(bad)
     warnings = " ".join(w.value for w in bad.warning)
     for name in ("lr=-1", "batch=0", "epochs=1000000000", "seed=abc", "dataset=cifar"):
@@ -196,3 +210,33 @@ def test_divergence_warns_and_keeps_the_page_usable(app):
     app.button(key="train").click().run()
     finish(app)
     assert app.session_state.session.run.status == "finished" and len(app.session_state.session.runs) == 2
+
+
+def test_a_reload_brings_the_runs_and_model_back_and_only_with_the_id(app, data_root, monkeypatch):
+    app.slider(key="epochs").set_value(2).run()
+    app.button(key="train").click().run()
+    finish(app)
+    app.slider(key="epochs").set_value(30).run()
+    app.button(key="train").click().run()
+    app.run()  # one epoch of run 2, then the tab is closed mid-run
+    token = app.session_state.owner
+    assert app.query_params["sid"] in (token, [token])
+    trained = app.session_state.session.run.trained_epochs
+
+    reloaded = new_app(data_root, monkeypatch, sid=token)
+    no_exception(reloaded)
+    session = reloaded.session_state.session
+    assert [r.id for r in session.runs] == [1, 2]
+    assert session.runs[0].status == "finished" and session.runs[0].trained_epochs == 2
+    assert session.run is session.runs[1] and session.run.status == "stopped" and session.run.trained_epochs == trained
+    np.testing.assert_array_equal(session.model.W, app.session_state.session.model.W)  # the model too
+    reloaded.button(key="continue").click().run()
+    assert session.run.trained_epochs == trained + 1  # Continue trains the restored model on
+
+    stranger = new_app(data_root, monkeypatch, sid="A" * 22)  # a well-formed id that owns nothing
+    assert stranger.session_state.session.runs == []
+    junk = new_app(data_root, monkeypatch, sid="../../etc/passwd")
+    assert junk.session_state.owner != "../../etc/passwd" and junk.session_state.session.runs == []
+
+    reloaded.button(key="forget").click().run()
+    assert new_app(data_root, monkeypatch, sid=token).session_state.session.runs == []

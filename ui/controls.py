@@ -142,8 +142,8 @@ def init_state() -> None:
     st.session_state.controls_ready = True
 
 
-def sidebar_controls() -> Controls:
-    """Draw the hyperparameter controls in the sidebar and return what they say."""
+def sidebar_controls(extra_query: Mapping[str, str] | None = None) -> Controls:
+    """Draw the hyperparameter controls in the sidebar and return what they say; the URL gets the settings."""
     init_state()
     side = st.sidebar
     presenter = side.toggle("Presenter view", key="presenter", persist_state="session", help="Larger charts and images for a projector; hides the advanced settings.")
@@ -182,5 +182,5 @@ def sidebar_controls() -> Controls:
         error = ""
     except (ConfigError, TypeError, ValueError) as err:
         config, error = None, str(err)
-    st.query_params.from_dict(query_of(state))
+    st.query_params.from_dict({**query_of(state), **(extra_query or {})})
     return Controls(setup, config, error, bool(presenter), PACES.get(state.pace, 0.0))

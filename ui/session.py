@@ -115,6 +115,7 @@ class Session:
         self.job: Job | None = None
         self.generation = 0  # bumped by every script run; a training loop of an older run stops
         self.lock = threading.Lock()
+        self.on_change: Callable[[Run, SoftmaxRegression | None], None] | None = None  # e.g. save to the run store
         self._ids = itertools.count(1)
 
     @property
@@ -133,10 +134,26 @@ class Session:
         self.run = Run(self.run.id if reuse else next(self._ids), setup, config, [self.trainer.initial_record()], label=label)
         return self.run
 
-    def add_run(self, run: Run) -> None:
-        """Keep a run in the history (a run restored from the store, for instance)."""
-        self.runs.append(run)
-        self._ids = itertools.count(max(r.id for r in self.runs) + 1)
+    def restore(self, runs: list[Run], dataset: Dataset, model: SoftmaxRegression | None) -> None:
+        """Take back runs saved earlier (a reload); the newest becomes the current run, with its model if saved."""
+        self.runs = sorted(runs, key=lambda r: r.id)
+        if not self.runs:
+            return
+        self._ids = itertools.count(self.runs[-1].id + 1)
+        last = self.runs[-1]
+        if last.status == "training":
+            last.status, last.message = "stopped", f"the page was closed or reloaded after epoch {last.trained_epochs}"
+        if model is not None and last.setup.dataset == dataset.name:
+            rng = np.random.default_rng(last.setup.seed)
+            self.trainer = Trainer(model, dataset.train_images, dataset.train_labels, dataset.test_images, dataset.test_labels, rng)
+            self.trainer.epochs_done = last.trained_epochs
+            self.run = last
+
+    def changed(self, run: Run | None = None) -> None:
+        """Tell the listener (the run store) that a run in the history changed."""
+        run = run or self.run
+        if self.on_change is not None and run is not None and run in self.runs:
+            self.on_change(run, self.model if run is self.run else None)
 
     def start(self, config: TrainConfig) -> None:
         """Queue training of the current model for config.epochs epochs."""
@@ -147,12 +164,14 @@ class Session:
         self.run.status = "training"
         if self.run not in self.runs:
             self.runs.append(self.run)
+        self.changed()
 
     def stop(self) -> None:
         """Cancel queued or running training; every finished epoch is kept."""
         if self.job is not None and self.run is not None:
             self.run.status = "stopped"
             self.run.message = f"stopped by you after epoch {self.run.trained_epochs}"
+            self.changed()
         self.job = None
 
     def train(self, on_progress: Callable[[int, int], None] | None = None, timeout: float = 10.0) -> Iterator[EpochRecord]:
@@ -168,14 +187,17 @@ class Session:
                 for record in self.trainer.run(job.config, self._checker(generation, on_progress), start=job.done):
                     run.records.append(record)
                     job.done += 1
+                    if job.done == job.config.epochs:
+                        run.status, run.message = "finished", ""
+                        if self.job is job:
+                            self.job = None
+                    self.changed(run)
                     yield record
             except TrainingDiverged as err:
                 run.status, run.message = "diverged", str(err)
-                self.job = None
-                return
-            if self.job is job:
-                self.run.status, self.run.message = "finished", ""
-                self.job = None
+                if self.job is job:
+                    self.job = None
+                self.changed(run)
         finally:
             self.lock.release()
 

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import base64
+import logging
+import os
+
 import streamlit as st
 from threadpoolctl import threadpool_limits
 
-from .session import Session
+from softmax_core import Dataset, ModelFileError, SoftmaxRegression
+
+from .run_store import RunStore, RunStoreError, new_owner_token, open_store, valid_token
+from .session import Run, Session
+
+_LOG = logging.getLogger(__name__)
 
 # Sessions train side by side (and beside the browser on a laptop): one BLAS thread each is faster
 # than BLAS threads that wait for one another. Set once per server process, when this is imported.
@@ -17,6 +26,77 @@ def get_session() -> Session:
     if "session" not in st.session_state:
         st.session_state.session = Session()
     return st.session_state.session
+
+
+@st.cache_resource(show_spinner=False)
+def get_store() -> RunStore | str:
+    """The server's run store, shared by all sessions ($SOFTMAX_RUNS_DB; "off" keeps runs in memory only).
+
+    Returns the reason as a string when the store cannot be opened: the app then works without it.
+    """
+    if os.environ.get("SOFTMAX_RUNS_DB", "").strip().lower() == "off":
+        return "saving runs is switched off (SOFTMAX_RUNS_DB=off)"
+    try:
+        return open_store()
+    except RunStoreError as err:
+        return str(err)
+
+
+def owner_token() -> str:
+    """This browser session's unguessable id: from the URL (?sid=...) when valid, else a new one."""
+    if "owner" not in st.session_state:
+        given = st.query_params.get("sid")
+        st.session_state.owner = given if valid_token(given) else new_owner_token()
+    return st.session_state.owner
+
+
+def connect_store(session: Session, dataset: Dataset) -> None:
+    """Once per session: bring back the runs saved under the URL's id, then save every change."""
+    if st.session_state.get("store_connected"):
+        return
+    st.session_state.store_connected = True
+    store = get_store()
+    if isinstance(store, str):
+        st.session_state.store_problem = store
+        return
+    owner = owner_token()
+    try:
+        saved = store.load(owner)
+    except RunStoreError as err:
+        st.session_state.store_problem = str(err)
+        return
+    runs, model = [], None
+    for data in saved:
+        try:
+            runs.append(Run.from_dict(data))
+            if data.get("model"):
+                model = SoftmaxRegression.load(base64.b64decode(data["model"]))
+        except (KeyError, TypeError, ValueError, ModelFileError) as err:  # an old or damaged row: skip it
+            _LOG.warning("skipping a saved run of %s: %s", owner[:4], err)
+    session.restore(runs, dataset, model)
+
+    def save(run: Run, run_model: SoftmaxRegression | None) -> None:
+        data = run.to_dict()
+        if run_model is not None:
+            data["model"] = base64.b64encode(run_model.to_bytes()).decode()
+        try:
+            store.save(owner, data)
+        except RunStoreError as err:  # keep training; say once that runs are not being kept
+            st.session_state.store_problem = str(err)
+
+    session.on_change = save
+
+
+def forget_runs(session: Session) -> None:
+    """Stop training, delete this session's saved runs and its run history (the current model stays)."""
+    session.stop()
+    store = get_store()
+    if not isinstance(store, str) and "owner" in st.session_state:
+        try:
+            store.clear(st.session_state.owner)
+        except RunStoreError as err:
+            st.session_state.store_problem = str(err)
+    session.runs = []
 
 
 def presenter_css(on: bool) -> None:

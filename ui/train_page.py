@@ -17,15 +17,15 @@ from . import charts
 from .controls import Controls, sidebar_controls
 from .data import dataset_or_help, test_features
 from .session import Run, Session, Superseded, Throttle
-from .state import get_session, presenter_css
+from .state import connect_store, forget_runs, get_session, owner_token, presenter_css
 
 GRID_MODES = ("first images", "random sample", "misclassified", "one class")
 
 
 def render() -> None:
     """Draw the page; queued training runs inside the live fragment, an epoch per fragment run."""
-    controls = sidebar_controls()
     session = get_session()
+    controls = sidebar_controls(extra_query={"sid": owner_token()})
     presenter_css(controls.presenter)
     st.title("Softmax regression from scratch")
     for problem in st.session_state.get("url_problems", []):
@@ -37,6 +37,9 @@ def render() -> None:
         f"{dataset.title} ({len(dataset.train_images):,} training and {len(dataset.test_images):,} test images, "
         f"from `{dataset.source}`) · W (784×10) ~ Normal(0, σ²), b = 0 · softmax · cross-entropy · minibatch SGD"
     )
+    connect_store(session, dataset)  # before any new model, so restored run numbers are not reused
+    if problem := st.session_state.get("store_problem"):
+        st.caption(f":material/cloud_off: Runs are kept for this browser tab only: {problem}")
     run = session.run
     if run is None or run.setup.dataset != dataset.name or (run.status == "ready" and run.setup != controls.setup):
         # A model belongs to one data set; an untrained one follows the seed and σ as they change.
@@ -224,6 +227,8 @@ def run_history(session: Session) -> None:
         st.caption("Each Train starts a run; finished and stopped runs are kept here for this session.")
         return
     names = {r.id: r.name for r in session.runs}
+    if "overlay" in st.session_state:  # runs may have been forgotten since
+        st.session_state.overlay = [i for i in st.session_state.overlay if i in names]
     st.multiselect("Overlay on the charts", list(names), format_func=names.get, key="overlay", persist_state="session",
                    placeholder="Pick runs to compare with the current one")
     table = pd.DataFrame([r.summary() for r in session.runs]).set_index("run")
@@ -232,7 +237,12 @@ def run_history(session: Session) -> None:
         "train acc": st.column_config.NumberColumn(format="%.3f"), "test acc": st.column_config.NumberColumn(format="%.3f"),
     })
     every = pd.DataFrame([{"run": r.id, **r.records[i].as_dict()} for r in session.runs for i in range(len(r.records))])
-    st.download_button("All runs as CSV", every.to_csv(index=False).encode(), icon=":material/download:", file_name="softmax-runs.csv", mime="text/csv", key="csv_all", on_click="ignore")
+    cols = st.columns([1, 1, 3])
+    cols[0].download_button("All runs as CSV", every.to_csv(index=False).encode(), icon=":material/download:", file_name="softmax-runs.csv", mime="text/csv", key="csv_all", on_click="ignore")
+    cols[1].button("Forget these runs", icon=":material/delete:", key="forget", on_click=forget_runs, args=(session,),
+                   help="Delete the run history of this session, here and on the server.")
+    if "store_problem" not in st.session_state:
+        cols[2].caption(":material/bookmark: Runs are saved on this server under the link in the address bar: bookmark it to come back to them.")
 
 
 def model_files(session: Session, dataset, controls: Controls) -> None:
