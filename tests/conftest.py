@@ -16,14 +16,15 @@ pytest_plugins = ["tests.browser_fixtures"]  # a Streamlit server and headless C
 
 def real_data_root() -> Path:
     """The data root given by SOFTMAX_DATA_DIR; fails the test run when it is unset or incomplete."""
-    root = os.environ.get("SOFTMAX_DATA_DIR")
-    if not root:
-        pytest.fail("SOFTMAX_DATA_DIR is not set: point it at a folder holding fashion-mnist/ and mnist/ (see README)")
+    value = os.environ.get("SOFTMAX_DATA_DIR")
+    if not value:
+        pytest.fail("SOFTMAX_DATA_DIR is not set: point it at a folder holding fashion-mnist/ and mnist/ (see README)", pytrace=False)
+    root = Path(value).resolve()  # tests chdir and symlink: a relative root must not move
     for name in ("fashion-mnist", "mnist"):
-        missing = [f for f in FILES.values() if not (Path(root) / name / f).is_file()]
+        missing = [f for f in FILES.values() if not (root / name / f).is_file()]
         if missing:
-            pytest.fail(f"SOFTMAX_DATA_DIR={root} lacks {name}/{', '.join(missing)}")
-    return Path(root)
+            pytest.fail(f"SOFTMAX_DATA_DIR={value} lacks {name}/{', '.join(missing)}", pytrace=False)
+    return root
 
 
 @pytest.fixture(scope="session")

@@ -52,36 +52,9 @@ FIXTURE = {"fashion-mnist": "fashion", "mnist": "mnist"}  # data set -> the sess
 
 
 @pytest.fixture(scope="session")
-def data_root() -> Path:
-    """The folder $SOFTMAX_DATA_DIR names; the tests fail (not skip) without it."""
-    value = os.environ.get("SOFTMAX_DATA_DIR")
-    if not value:
-        pytest.fail(
-            "SOFTMAX_DATA_DIR is not set. Set it to the folder holding fashion-mnist/ and mnist/ with the four "
-            "official .gz files each, e.g. SOFTMAX_DATA_DIR=/path/to/data python -m pytest tests/test_data.py",
-            pytrace=False,
-        )
-    root = Path(value)
-    missing = [str(root / ds / f) for ds in data.DATASETS for f in NAMES if not (root / ds / f).is_file()]
-    if missing:
-        pytest.fail(f"SOFTMAX_DATA_DIR={value} lacks these files: {', '.join(missing)}", pytrace=False)
-    return root
-
-
-@pytest.fixture(scope="session")
 def real_bytes(data_root: Path) -> dict[str, dict[str, bytes]]:
     """The eight official .gz files as bytes: {dataset: {file name: bytes}}."""
     return {ds: {f: (data_root / ds / f).read_bytes() for f in NAMES} for ds in data.DATASETS}
-
-
-@pytest.fixture(scope="session")
-def fashion(data_root: Path) -> data.Dataset:
-    return load_dataset("fashion-mnist", data_root, download=False, cache_dir=data_root / "no-cache")
-
-
-@pytest.fixture(scope="session")
-def mnist(data_root: Path) -> data.Dataset:
-    return load_dataset("mnist", data_root, download=False, cache_dir=data_root / "no-cache")
 
 
 @pytest.fixture(autouse=True)
