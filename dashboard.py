@@ -5,7 +5,13 @@ import streamlit as st
 from ui import train_page
 from ui.state import get_session
 
-st.set_page_config(page_title="Softmax regression from scratch", page_icon="🧮", layout="wide")
+presenting = st.query_params.get("presenter") in ("1", "true")  # a projector needs the width, not the sidebar
+st.set_page_config(
+    page_title="Softmax regression from scratch",
+    page_icon=":material/functions:",
+    layout="wide",
+    initial_sidebar_state="collapsed" if presenting else "auto",
+)
 # Every script run supersedes a training loop still running in an older run of this session.
 get_session().generation += 1
 page = st.navigation(

@@ -17,7 +17,7 @@ from .session import Run
 COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
 
 
-def curves_figure(current: Run | None, overlays: Sequence[Run], height: int = 320) -> go.Figure:
+def curves_figure(current: Run | None, overlays: Sequence[Run], height: int = 320, font_size: int = 13) -> go.Figure:
     """Loss (left) and accuracy (right) per epoch: the current run solid and bold, overlaid runs fainter."""
     fig = make_subplots(rows=1, cols=2, subplot_titles=("Loss per epoch", "Accuracy per epoch"), horizontal_spacing=0.08)
     runs = [r for r in overlays if r is not current] + ([current] if current else [])
@@ -52,8 +52,10 @@ def curves_figure(current: Run | None, overlays: Sequence[Run], height: int = 32
     fig.update_xaxes(**axis)
     fig.update_yaxes(title="cross-entropy", rangemode="tozero", row=1, col=1)
     fig.update_yaxes(title="accuracy", range=[0, 1], row=1, col=2)
+    fig.update_annotations(font_size=font_size + 3)  # the subplot titles
     fig.update_layout(
         height=height,
+        font={"size": font_size},
         margin={"l": 10, "r": 10, "t": 40, "b": 10},
         legend={"orientation": "v", "x": 1.01, "y": 1, "xanchor": "left"},
         uirevision="curves",  # keep the user's zoom while points are added

@@ -105,8 +105,9 @@ def presenter_css(on: bool) -> None:
         st.html(
             "<style>"
             "[data-testid='stMarkdownContainer'] p, [data-testid='stMarkdownContainer'] li {font-size: 1.25rem;}"
-            "[data-testid='stMetricValue'] {font-size: 2.6rem;}"
-            "[data-testid='stMetricLabel'] p {font-size: 1.2rem;}"
+            "[data-testid='stMetricValue'], [data-testid='stMetricValue'] p, [data-testid='stMetricValue'] div {font-size: 3.2rem !important;}"
+            "[data-testid='stMetricLabel'] p {font-size: 1.3rem !important;}"
+            "[data-testid='stCode'] code {font-size: 1.15rem;}"
             "h1 {font-size: 2.6rem !important;}"
             "</style>"
         )

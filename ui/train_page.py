@@ -61,7 +61,8 @@ def live(session: Session, controls: Controls, dataset) -> None:
     overlay_ids = st.session_state.get("overlay", [])
     overlays = [r for r in session.runs if r.id in overlay_ids and r is not run]
     height = 460 if controls.presenter else 340
-    st.plotly_chart(charts.curves_figure(run, overlays, height), key="curves", config={"displaylogo": False})
+    font = 17 if controls.presenter else 13
+    st.plotly_chart(charts.curves_figure(run, overlays, height, font), key="curves", config={"displaylogo": False})
     draw_metrics(metrics, run)
     draw_status(status, run)
     st.code("\n".join(log_lines(run)), language=None)
