@@ -217,7 +217,7 @@ def _present_files(folder: Path) -> list[str]:
 
 def _read_folder(name: str, spec: DatasetSpec, folder: Path) -> Dataset:
     def read(key: str):
-        split = key.split("_")[0]
+        split = key.split("_", maxsplit=1)[0]
         reader = read_images if key.endswith("images") else read_labels
         return reader(folder / FILES[key], _EXPECTED_COUNT[split])
 

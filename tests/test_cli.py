@@ -18,7 +18,7 @@ def cli(*args, env_root=None, timeout=120):
     env = {**os.environ}
     if env_root is not None:
         env["SOFTMAX_DATA_DIR"] = str(env_root)
-    return subprocess.run([sys.executable, "-m", "softmax_core", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([sys.executable, "-m", "softmax_core", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def test_prints_the_lessons_lines_and_saves_the_model(data_root, tmp_path):

@@ -6,7 +6,7 @@ import numpy as np
 import streamlit as st
 
 from softmax_core import DATASETS, DataError, Dataset, load_dataset
-from softmax_core.data import FILES, ENV_DATA_DIR, default_cache_dir, fetch
+from softmax_core.data import ENV_DATA_DIR, FILES, default_cache_dir, fetch
 
 
 @st.cache_resource(show_spinner="Loading the data set…", max_entries=len(DATASETS))

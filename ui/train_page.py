@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from softmax_core import ModelFileError, SoftmaxRegression, softmax
+from softmax_core import ModelFileError, SoftmaxRegression
 
 from . import charts
 from .controls import Controls, sidebar_controls
