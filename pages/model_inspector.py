@@ -1,4 +1,137 @@
+"""Model inspector: the session's current model — its weights as images, confusion matrix, per-class accuracy, worst mistakes."""
+
+from __future__ import annotations
+
+import numpy as np
 import streamlit as st
 
-st.title('model_inspector')
-st.info('Coming soon')
+from softmax_core import SoftmaxRegression, accuracy
+from ui import charts, explain
+from ui.data import dataset_or_help, test_features
+from ui.session import Run, Session
+from ui.state import get_session, presenter_css
+
+MISTAKE_COUNTS = (9, 18, 27, 36)
+
+
+def main() -> None:
+    """Draw the page for the session's current model, or say how to get one."""
+    st.set_page_config(page_title="Model inspector", layout="wide")
+    presenter = bool(st.session_state.get("presenter", False))
+    presenter_css(presenter)
+    st.title("Model inspector")
+    session = get_session()
+    if session.model is None or session.run is None:
+        st.info(
+            "No model yet. **Train a model on the Train page** (first entry in the sidebar), then come back: "
+            "this page shows what it has learnt — its weights as images, its confusion matrix on the test set, "
+            "its accuracy per class and its most confident mistakes.",
+            icon=":material/model_training:",
+        )
+        return
+    run = session.run
+    dataset = dataset_or_help(run.setup.dataset)
+    if dataset is None:
+        return
+    model = snapshot(session)
+    names = dataset.class_names
+    X, labels = test_features(dataset.name), np.asarray(dataset.test_labels, dtype=np.intp)
+    logits = model.logits(X)  # (10000, 10)
+    test_acc = accuracy(logits, labels)
+    status_banner(session, run, dataset.title, test_acc)
+    weights_section(model, names, presenter)
+    predictions = logits.argmax(axis=1)
+    confusion_section(explain.confusion_counts(labels, predictions, len(names)), logits, labels, names, test_acc, presenter)
+    mistakes_section(model.predict_proba(X), labels, dataset, presenter)
+
+
+def snapshot(session: Session) -> SoftmaxRegression:
+    """A copy of the current parameters, taken between training epochs when a training loop holds the lock."""
+    locked = session.lock.acquire(timeout=2.0)
+    try:
+        return session.model.copy()
+    finally:
+        if locked:
+            session.lock.release()
+
+
+def status_banner(session: Session, run: Run, title: str, test_acc: float) -> None:
+    """Which model this is: run, epochs, data set, and what to do when it is untrained or mid-training."""
+    epochs = run.trained_epochs
+    st.markdown(
+        f"### Model of run {run.id} after {epochs} epoch{'s' if epochs != 1 else ''} · test accuracy {test_acc:.3f}\n"
+        f"{title} · learning rate {run.config.lr:g} · batch {run.config.batch_size} · seed {run.setup.seed}"
+        + (f" · {run.label}" if run.label else "")
+    )
+    if run.status == "ready" and epochs == 0:
+        st.info(
+            "This model is **untrained** (epoch 0): W is random noise, so the images below show no shapes and the "
+            "test accuracy is about 1 in 10. **Train it on the Train page** to see the weights take the shape of each class.",
+            icon=":material/info:",
+        )
+    elif session.job is not None:
+        st.info(
+            f"Training of run {run.id} is under way: it goes on when you return to the Train page. "
+            f"This page shows the model as trained so far ({epochs} epochs).",
+            icon=":material/pending:",
+        )
+    elif run.status == "diverged":
+        st.warning(f"Run {run.id} diverged: {run.message}. Shown: the last finite parameters.", icon=":material/warning:")
+
+
+def weights_section(model: SoftmaxRegression, names: tuple[str, ...], presenter: bool) -> None:
+    """The ten columns of W as 28×28 images."""
+    st.subheader("What each class looks for: the columns of W as images")
+    st.caption(
+        "A class's score is Σ pixel × weight + b. Blue pixels raise the score when they are bright (ink there speaks for "
+        "the class), red pixels lower it; white is about 0. One colour scale for all ten."
+    )
+    st.plotly_chart(explain.weights_figure(model.W, names, height=520 if presenter else 400), key="mi_weights", config={"displaylogo": False})
+
+
+def confusion_section(counts: np.ndarray, logits: np.ndarray, labels: np.ndarray, names: tuple[str, ...], test_acc: float, presenter: bool) -> None:
+    """Confusion matrix (counts) beside per-class accuracy, with the overall accuracy and the diagonal check."""
+    st.subheader("Confusion matrix on the test set")
+    total, correct = int(counts.sum()), int(np.trace(counts))
+    per_class = [accuracy(logits[labels == k], labels[labels == k]) for k in range(len(names))]
+    height = 620 if presenter else 520
+    left, right = st.columns([3, 2])
+    with left:
+        st.caption("Rows: the true class. Columns: the class predicted. The diagonal holds the correct predictions.")
+        st.plotly_chart(explain.confusion_figure(counts, names, height), key="mi_confusion", config={"displaylogo": False})
+    with right:
+        cols = st.columns(2)
+        cols[0].metric("Test accuracy", f"{test_acc:.4f}", help="softmax_core.accuracy on the 10,000 test images")
+        cols[1].metric(f"Diagonal (of {total:,})", f"{correct:,}", help="Correct predictions: the diagonal's sum over all cells' sum is the test accuracy.")
+        st.caption(f"Accuracy per true class (diagonal ÷ row sum): green at or above the overall {test_acc:.3f}, orange below.")
+        st.plotly_chart(explain.per_class_figure(per_class, names, test_acc, height - 130), key="mi_per_class", config={"displaylogo": False})
+    confusions = explain.top_confusions(counts, names)
+    if confusions:
+        st.markdown("**Most frequent mistakes** (true → predicted): " + " · ".join(confusions))
+
+
+def mistakes_section(probs: np.ndarray, labels: np.ndarray, dataset, presenter: bool) -> None:
+    """The test images the model gets wrong with the highest confidence."""
+    st.subheader("The most confident mistakes")
+    names = dataset.class_names
+    cols = st.columns([1, 2, 3])
+    count = cols[0].selectbox("How many", MISTAKE_COUNTS, key="mi_count", persist_state="session")
+    klass = cols[1].selectbox(
+        "True class", [None, *range(len(names))], key="mi_class", persist_state="session",
+        format_func=lambda k: "all classes" if k is None else names[k],
+    )
+    indices = explain.confident_mistakes(probs, labels, int(count), klass)
+    if not len(indices):
+        st.info("No test image of this class is misclassified.")
+        return
+    predictions = probs[indices].argmax(axis=1)
+    titles = [
+        (names[labels[i]], f"{names[p]} {probs[i, p]:.3f}", False)
+        for i, p in zip(indices, predictions)
+    ]
+    st.caption("Each image: its true class, then in red the class predicted with its softmax probability.")
+    size, per_row = (130, 6) if presenter else (92, 9)
+    st.html(charts.image_grid_html(dataset.test_images[indices], titles, size, per_row))
+
+
+main()

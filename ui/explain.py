@@ -39,12 +39,12 @@ def number_text(value: float, digits: int = 4) -> str:
     return f"{value:.{digits}f}"
 
 
-def text_frame(values: np.ndarray, column: str = "class", sums: np.ndarray | None = None, sums_label: str = "row sum") -> pd.DataFrame:
+def text_frame(values: np.ndarray, sums: np.ndarray | None = None, sums_label: str = "row sum") -> pd.DataFrame:
     """Like matrix_frame, but every cell is text (so nan and inf show as such, not as empty cells)."""
     values = np.asarray(values)
     frame = pd.DataFrame(
         [[number_text(v) for v in row] for row in values],
-        columns=[f"{column} {j}" for j in range(values.shape[1])],
+        columns=[f"class {j}" for j in range(values.shape[1])],
         index=[f"row {i + 1}" for i in range(values.shape[0])],
     )
     if sums is not None:
@@ -93,7 +93,7 @@ def overflow_notes(logits: np.ndarray) -> list[str]:
 # --- Model inspector --------------------------------------------------------------------------------
 
 
-def weights_figure(W: np.ndarray, class_names: Sequence[str], height: int = 440) -> go.Figure:
+def weights_figure(W: np.ndarray, class_names: Sequence[str], height: int = 400) -> go.Figure:
     """The columns of W (784, 10) as ten 28×28 images in a 2×5 grid, on one colour scale centred on 0."""
     n_classes = W.shape[1]
     cols = (n_classes + 1) // 2
@@ -107,8 +107,9 @@ def weights_figure(W: np.ndarray, class_names: Sequence[str], height: int = 440)
             ),
             row=k // cols + 1, col=k % cols + 1,
         )
-    fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False, constrain="domain")
-    fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False, autorange="reversed", constrain="domain")
+    hidden = {"showticklabels": False, "ticks": "", "showgrid": False, "zeroline": False, "showline": False, "constrain": "domain"}
+    fig.update_xaxes(**hidden)
+    fig.update_yaxes(**hidden, autorange="reversed")
     for k in range(n_classes):  # square pixels: each y axis follows its own x axis
         suffix = "" if k == 0 else str(k + 1)
         fig.update_yaxes(scaleanchor=f"x{suffix}", scaleratio=1, row=k // cols + 1, col=k % cols + 1)
@@ -131,7 +132,7 @@ def confusion_figure(counts: np.ndarray, class_names: Sequence[str], height: int
     names = list(class_names)
     fig = go.Figure(
         go.Heatmap(
-            z=counts, x=names, y=names, colorscale="Blues", text=counts, texttemplate="%{text}",
+            z=counts.tolist(), x=names, y=names, colorscale="Blues", text=counts.tolist(), texttemplate="%{text}",
             textfont={"size": 12}, showscale=False,
             hovertemplate="true %{y}, predicted %{x}: %{z} images<extra></extra>",
         )
@@ -145,20 +146,19 @@ def confusion_figure(counts: np.ndarray, class_names: Sequence[str], height: int
 
 
 def per_class_figure(accuracies: Sequence[float], class_names: Sequence[str], overall: float, height: int = 520) -> go.Figure:
-    """Accuracy of each true class as horizontal bars, with the overall accuracy as a dashed line."""
+    """Accuracy of each true class as horizontal bars: green at or above the overall accuracy, orange below."""
     names = list(class_names)
     colors = [GREEN if a >= overall else "#e08a1e" for a in accuracies]
     fig = go.Figure(
         go.Bar(
             x=list(accuracies), y=names, orientation="h", marker_color=colors,
-            text=[f"{a:.3f}" for a in accuracies], textposition="inside", insidetextanchor="end",
+            text=[f"{a:.3f}" for a in accuracies], textposition="outside", cliponaxis=False,
             hovertemplate="%{y}: %{x:.4f}<extra></extra>",
         )
     )
-    fig.add_vline(x=overall, line_dash="dash", line_color="#555", annotation_text=f"all: {overall:.3f}", annotation_position="top")
     fig.update_layout(
-        height=height, margin={"l": 10, "r": 10, "t": 30, "b": 10},
-        xaxis={"range": [0, 1], "title": "accuracy"}, yaxis={"autorange": "reversed"},
+        height=height, margin={"l": 10, "r": 10, "t": 10, "b": 10},
+        xaxis={"range": [0, 1.16], "tickvals": [0, 0.25, 0.5, 0.75, 1], "title": "accuracy"}, yaxis={"autorange": "reversed"},
     )
     return fig
 
@@ -215,7 +215,7 @@ def mean_images(images: np.ndarray, labels: np.ndarray, n_classes: int) -> np.nd
 
 
 def captioned_grid_html(images: np.ndarray, captions: Sequence[str], size: int, per_row: int) -> str:
-    """Grey images in rows with a one- or two-line caption under each (captions may contain '\\n')."""
+    """Grey images, at most per_row a row, with a one- or two-line caption under each (captions may contain '\\n')."""
     cells = []
     for image, caption in zip(images, captions):
         text = "<br>".join(html.escape(line) for line in caption.split("\n"))
@@ -225,9 +225,10 @@ def captioned_grid_html(images: np.ndarray, captions: Sequence[str], size: int, 
             f'style="image-rendering:pixelated;border-radius:3px;display:block;margin:auto">'
             f'<figcaption style="font-size:0.85em;line-height:1.25;margin-top:3px">{text}</figcaption></figure>'
         )
+    # At most per_row images a row, fewer when the page is narrower (auto-fill wraps instead of overflowing).
     return (
-        f'<div style="display:grid;grid-template-columns:repeat({per_row},{size}px);gap:12px 10px;'
-        f'justify-content:start">' + "".join(cells) + "</div>"
+        f'<div style="display:grid;grid-template-columns:repeat(auto-fill,{size}px);gap:12px 10px;'
+        f'max-width:{per_row * size + (per_row - 1) * 10}px">' + "".join(cells) + "</div>"
     )
 
 
@@ -242,6 +243,7 @@ def class_rows_html(rows: Sequence[tuple[str, np.ndarray]], size: int) -> str:
         )
         lines.append(
             f'<div style="display:flex;align-items:center;gap:6px;margin-bottom:6px">'
-            f'<div style="width:7.5em;flex:none;font-weight:600">{html.escape(name)}</div>{pictures}</div>'
+            f'<div style="width:7.5em;flex:none;font-weight:600">{html.escape(name)}</div>'
+            f'<div style="display:flex;flex-wrap:wrap;gap:6px">{pictures}</div></div>'
         )
     return "".join(lines)
