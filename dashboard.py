@@ -3,7 +3,7 @@
 import streamlit as st
 
 from ui import train_page
-from ui.state import get_session
+from ui.state import connect_store, get_session, owner_token
 
 presenting = st.query_params.get("presenter") in ("1", "true")  # a projector needs the width, not the sidebar
 st.set_page_config(
@@ -12,8 +12,11 @@ st.set_page_config(
     layout="wide",
     initial_sidebar_state="collapsed" if presenting else "auto",
 )
+session = get_session()
 # Every script run supersedes a training loop still running in an older run of this session.
-get_session().generation += 1
+session.generation += 1
+connect_store(session)  # a reload on any page brings this session's runs back
+st.query_params["sid"] = owner_token()  # every page's address leads back to them
 page = st.navigation(
     [
         st.Page(train_page.render, title="Train", icon=":material/model_training:", default=True, url_path="train"),

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from softmax_core import SoftmaxRegression, accuracy
+from softmax_core import SoftmaxRegression, accuracy, softmax
 from ui import charts, explain
-from ui.data import dataset_or_help, test_features
+from ui.data import dataset_or_help
 from ui.session import Run, Session
 from ui.state import get_session, presenter_css
 
@@ -35,14 +35,14 @@ def main() -> None:
         return
     model = snapshot(session)
     names = dataset.class_names
-    X, labels = test_features(dataset.name), np.asarray(dataset.test_labels, dtype=np.intp)
-    logits = model.logits(X)  # (10000, 10)
+    labels = np.asarray(dataset.test_labels, dtype=np.intp)
+    logits = model.image_logits(dataset.test_images)  # (10000, 10), computed exactly as the trainer does
     test_acc = accuracy(logits, labels)
     status_banner(session, run, dataset.title, test_acc)
     weights_section(model, names, presenter)
     predictions = logits.argmax(axis=1)
     confusion_section(explain.confusion_counts(labels, predictions, len(names)), logits, labels, names, test_acc, presenter)
-    mistakes_section(model.predict_proba(X), labels, dataset, presenter)
+    mistakes_section(softmax(logits), labels, dataset, presenter)
 
 
 def snapshot(session: Session) -> SoftmaxRegression:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import streamlit as st
 
 from softmax_core import DATASETS, DataError, Dataset, load_dataset
@@ -13,15 +12,6 @@ from softmax_core.data import ENV_DATA_DIR, FILES, default_cache_dir, fetch
 def get_dataset(name: str) -> Dataset:
     """The data set from the usual places (never downloads: that is the user's choice, see data_missing_ui)."""
     return load_dataset(name, download=False)
-
-
-@st.cache_resource(max_entries=len(DATASETS))
-def test_features(name: str) -> np.ndarray:
-    """Test images as float32 rows (10000, 784) in [0, 1], computed once and shared read-only."""
-    images = get_dataset(name).test_images
-    rows = images.reshape(len(images), -1).astype(np.float32) * np.float32(1 / 255)
-    rows.setflags(write=False)
-    return rows
 
 
 def dataset_or_help(name: str) -> Dataset | None:

@@ -134,7 +134,7 @@ class Session:
         self.run = Run(self.run.id if reuse else next(self._ids), setup, config, [self.trainer.initial_record()], label=label)
         return self.run
 
-    def restore(self, runs: list[Run], dataset: Dataset, model: SoftmaxRegression | None) -> None:
+    def restore(self, runs: list[Run], dataset: Dataset | None, model: SoftmaxRegression | None) -> None:
         """Take back runs saved earlier (a reload); the newest becomes the current run, with its model if saved."""
         self.runs = sorted(runs, key=lambda r: r.id)
         if not self.runs:
@@ -143,7 +143,7 @@ class Session:
         last = self.runs[-1]
         if last.status == "training":
             last.status, last.message = "stopped", f"the page was closed or reloaded after epoch {last.trained_epochs}"
-        if model is not None and last.setup.dataset == dataset.name:
+        if model is not None and dataset is not None and last.setup.dataset == dataset.name:
             rng = np.random.default_rng(last.setup.seed)
             self.trainer = Trainer(model, dataset.train_images, dataset.train_labels, dataset.test_images, dataset.test_labels, rng)
             self.trainer.epochs_done = last.trained_epochs

@@ -9,8 +9,9 @@ import os
 import streamlit as st
 from threadpoolctl import threadpool_limits
 
-from softmax_core import Dataset, ModelFileError, SoftmaxRegression
+from softmax_core import DataError, ModelFileError, SoftmaxRegression
 
+from .data import get_dataset
 from .run_store import RunStore, RunStoreError, new_owner_token, open_store, valid_token
 from .session import Run, Session
 
@@ -28,16 +29,20 @@ def get_session() -> Session:
     return st.session_state.session
 
 
-@st.cache_resource(show_spinner=False)
 def get_store() -> RunStore | str:
     """The server's run store, shared by all sessions ($SOFTMAX_RUNS_DB; "off" keeps runs in memory only).
 
     Returns the reason as a string when the store cannot be opened: the app then works without it.
     """
-    if os.environ.get("SOFTMAX_RUNS_DB", "").strip().lower() == "off":
+    return _store(os.environ.get("SOFTMAX_RUNS_DB", "").strip())
+
+
+@st.cache_resource(show_spinner=False)
+def _store(location: str) -> RunStore | str:
+    if location.lower() == "off":
         return "saving runs is switched off (SOFTMAX_RUNS_DB=off)"
     try:
-        return open_store()
+        return open_store(location or None)
     except RunStoreError as err:
         return str(err)
 
@@ -50,7 +55,7 @@ def owner_token() -> str:
     return st.session_state.owner
 
 
-def connect_store(session: Session, dataset: Dataset) -> None:
+def connect_store(session: Session) -> None:
     """Once per session: bring back the runs saved under the URL's id, then save every change."""
     if st.session_state.get("store_connected"):
         return
@@ -73,7 +78,12 @@ def connect_store(session: Session, dataset: Dataset) -> None:
                 model = SoftmaxRegression.load(base64.b64decode(data["model"]))
         except (KeyError, TypeError, ValueError, ModelFileError) as err:  # an old or damaged row: skip it
             _LOG.warning("skipping a saved run of %s: %s", owner[:4], err)
-    session.restore(runs, dataset, model)
+    if runs:
+        try:
+            dataset = get_dataset(max(runs, key=lambda r: r.id).setup.dataset)
+        except DataError:  # the Train page explains what is missing; the history comes back anyway
+            dataset, model = None, None
+        session.restore(runs, dataset, model)
 
     def save(run: Run, run_model: SoftmaxRegression | None) -> None:
         data = run.to_dict()

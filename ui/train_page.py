@@ -11,11 +11,11 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from softmax_core import ModelFileError, SoftmaxRegression
+from softmax_core import ModelFileError, SoftmaxRegression, softmax
 
 from . import charts
 from .controls import Controls, sidebar_controls
-from .data import dataset_or_help, test_features
+from .data import dataset_or_help
 from .session import Run, Session, Superseded, Throttle
 from .state import connect_store, forget_runs, get_session, owner_token, presenter_css
 
@@ -37,7 +37,7 @@ def render() -> None:
         f"{dataset.title} ({len(dataset.train_images):,} training and {len(dataset.test_images):,} test images, "
         f"from `{dataset.source}`) · W (784×10) ~ Normal(0, σ²), b = 0 · softmax · cross-entropy · minibatch SGD"
     )
-    connect_store(session, dataset)  # before any new model, so restored run numbers are not reused
+    connect_store(session)  # before any new model, so restored run numbers are not reused
     if problem := st.session_state.get("store_problem"):
         st.caption(f":material/cloud_off: Runs are kept for this browser tab only: {problem}")
     run = session.run
@@ -184,12 +184,12 @@ def test_image_grid(session: Session, dataset, presenter: bool, training: bool) 
         klass = cols[2].selectbox("Class", range(len(dataset.class_names)), format_func=lambda i: dataset.class_names[i], key="grid_class", persist_state="session")
     if mode == "random sample" and cols[2].button("New sample", icon=":material/casino:", key="grid_resample"):
         st.session_state.grid_seed = int(st.session_state.get("grid_seed", 0)) + 1
-    X, labels, names = test_features(dataset.name), dataset.test_labels, dataset.class_names
-    indices = pick_images(session.model, X, labels, mode, count, klass, int(st.session_state.get("grid_seed", 0)))
+    labels, names = dataset.test_labels, dataset.class_names
+    indices = pick_images(session.model, dataset.test_images, labels, mode, count, klass, int(st.session_state.get("grid_seed", 0)))
     if not len(indices):
         st.info("Every test image is classified correctly." if mode == "misclassified" else "No images to show.")
         return
-    probs = session.model.predict_proba(X[indices])  # (count, 10)
+    probs = softmax(session.model.image_logits(dataset.test_images[indices]))  # (count, 10)
     preds = probs.argmax(axis=1)
     titles = [(names[labels[i]], names[p], labels[i] == p) for i, p in zip(indices, preds)]
     size, per_row = (130, 6) if presenter else (76, 9)
@@ -209,12 +209,12 @@ def test_image_grid(session: Session, dataset, presenter: bool, training: bool) 
     )
 
 
-def pick_images(model: SoftmaxRegression, X: np.ndarray, labels: np.ndarray, mode: str, count: int, klass: int | None, seed: int) -> np.ndarray:
+def pick_images(model: SoftmaxRegression, images: np.ndarray, labels: np.ndarray, mode: str, count: int, klass: int | None, seed: int) -> np.ndarray:
     """Indices of the test images to show for the chosen mode."""
     if mode == "random sample":
         return np.random.default_rng(seed).choice(len(labels), size=count, replace=False)
     if mode == "misclassified":
-        wrong = np.flatnonzero(model.predict(X) != labels)
+        wrong = np.flatnonzero(model.image_logits(images).argmax(axis=1) != labels)
         return wrong[:count]
     if mode == "one class" and klass is not None:
         return np.flatnonzero(labels == klass)[:count]
