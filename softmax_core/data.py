@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import hashlib
 import logging
 import os
 import tempfile
@@ -96,9 +98,9 @@ def default_cache_dir() -> Path:
     """The download cache: $SOFTMAX_CACHE_DIR, else the user's cache folder (e.g. ~/.cache/softmax-regression)."""
     if os.environ.get(ENV_CACHE_DIR):
         return Path(os.environ[ENV_CACHE_DIR]).expanduser()
-    import pooch  # noqa: PLC0415 -- only needed for its platform-aware cache location
+    import platformdirs  # noqa: PLC0415 -- pooch's own choice of cache folder, without importing pooch
 
-    return Path(pooch.os_cache("softmax-regression"))
+    return Path(platformdirs.user_cache_dir("softmax-regression"))
 
 
 def search_roots(root: str | Path | None = None, cache_dir: str | Path | None = None) -> list[Path]:
@@ -126,7 +128,7 @@ def load_dataset(
     for folder in (r / name for r in roots):
         present = _present_files(folder)
         if len(present) == len(FILES):
-            return _read_folder(name, spec, folder)
+            return _read_folder(name, spec, folder, cache)
         if present and folder.parent != cache:
             missing = ", ".join(f for f in FILES.values() if f not in present)
             raise DataError(
@@ -136,7 +138,7 @@ def load_dataset(
     if not download:
         raise DataError(_not_found(name, spec, roots, reason="downloading is switched off"))
     folder = fetch(name, cache, progress)
-    return _read_folder(name, spec, folder)
+    return _read_folder(name, spec, folder, cache)
 
 
 def fetch(name: str, cache_dir: str | Path, progress: ProgressCallback | None = None) -> Path:
@@ -215,11 +217,17 @@ def _present_files(folder: Path) -> list[str]:
         ) from None
 
 
-def _read_folder(name: str, spec: DatasetSpec, folder: Path) -> Dataset:
+def _read_folder(name: str, spec: DatasetSpec, folder: Path, cache: Path) -> Dataset:
     def read(key: str):
         split = key.split("_", maxsplit=1)[0]
-        reader = read_images if key.endswith("images") else read_labels
-        return reader(folder / FILES[key], _EXPECTED_COUNT[split])
+        path, expected = folder / FILES[key], _EXPECTED_COUNT[split]
+        decoded = _decoded_path(path, cache)
+        array = _load_decoded(decoded, expected, key.endswith("labels"))
+        if array is None:
+            reader = read_images if key.endswith("images") else read_labels
+            array = reader(path, expected)
+            _save_decoded(decoded, array)
+        return array
 
     # zlib releases the GIL, so the four files decompress side by side.
     with ThreadPoolExecutor(max_workers=4) as pool:
@@ -231,6 +239,44 @@ def _read_folder(name: str, spec: DatasetSpec, folder: Path) -> Dataset:
                 f"the files do not belong together. Replace them with the official files."
             )
     return Dataset(name, spec.title, spec.class_names, source=folder, **arrays)
+
+
+def _decoded_path(path: Path, cache: Path) -> Path | None:
+    """Where the checked, decompressed array of this very .gz file is kept (keyed by path, size and mtime)."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    key = hashlib.sha256(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|idx-v1".encode()).hexdigest()[:24]
+    return cache / "decoded" / f"{path.name.split('-')[0]}-{key}.npy"
+
+
+def _load_decoded(decoded: Path | None, expected: int, labels: bool) -> np.ndarray | None:
+    """The array saved by an earlier load (memory-mapped, read-only), or None if there is none usable."""
+    if decoded is None or not decoded.is_file():
+        return None
+    try:
+        array = np.load(decoded, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError):
+        return None
+    shape_ok = array.shape == ((expected,) if labels else (expected, 28, 28)) and array.dtype == np.uint8
+    if not shape_ok or (labels and array.max() > 9):
+        return None
+    return array.view(np.ndarray)
+
+
+def _save_decoded(decoded: Path | None, array: np.ndarray) -> None:
+    """Keep the checked array for the next start (four times faster than gzip); never fails the load."""
+    if decoded is None:
+        return
+    try:
+        decoded.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=decoded.parent, suffix=".tmp", delete=False) as tmp:
+            np.save(tmp, array, allow_pickle=False)
+        os.replace(tmp.name, decoded)  # atomic: a reader sees the whole file or none
+    except OSError:
+        with contextlib.suppress(OSError, UnboundLocalError):
+            os.unlink(tmp.name)
 
 
 def _decompress(path: Path) -> bytes:

@@ -561,3 +561,31 @@ def test_cli_with_a_partial_data_dir_names_the_missing_file(tmp_path, data_root)
     assert run.returncode == 1, run.stderr
     assert run.stderr.startswith("error: ") and NAMES[3] in run.stderr
     assert "Traceback" not in run.stderr + run.stdout
+
+
+def test_checked_arrays_are_kept_decoded_for_the_next_start(data_root, tmp_path):
+    """The second load maps the checked arrays from the cache instead of decompressing; a changed file is read anew."""
+    cache = tmp_path / "cache"
+    first = load_dataset("mnist", data_root, download=False, cache_dir=cache)
+    decoded = sorted((cache / "decoded").glob("*.npy"))
+    assert len(decoded) == 4
+    second = load_dataset("mnist", data_root, download=False, cache_dir=cache)
+    for field in ("train_images", "train_labels", "test_images", "test_labels"):
+        np.testing.assert_array_equal(getattr(first, field), getattr(second, field))
+        assert not getattr(second, field).flags.writeable
+    # A damaged decoded file is ignored, not trusted.
+    for path in decoded:
+        path.write_bytes(b"\x93NUMPY garbage")
+    third = load_dataset("mnist", data_root, download=False, cache_dir=cache)
+    np.testing.assert_array_equal(third.test_labels, first.test_labels)
+    # The key follows the .gz file: a changed file (here: another copy with a label of 12) is checked again.
+    root = tmp_path / "root"
+    (root / "mnist").mkdir(parents=True)
+    for name in NAMES:
+        (root / "mnist" / name).write_bytes((data_root / "mnist" / name).read_bytes())
+    load_dataset("mnist", root, download=False, cache_dir=cache)
+    labels = bytearray(gzip.decompress((root / "mnist" / NAMES[3]).read_bytes()))
+    labels[8] = 12
+    (root / "mnist" / NAMES[3]).write_bytes(gzip.compress(bytes(labels)))
+    with pytest.raises(DataError, match="label of 12"):
+        load_dataset("mnist", root, download=False, cache_dir=cache)

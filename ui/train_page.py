@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import csv
 import io
 import time
 from dataclasses import replace
 
 import numpy as np
-import pandas as pd
 import streamlit as st
 
 from softmax_core import ModelFileError, SoftmaxRegression, softmax
@@ -168,9 +168,18 @@ def log_lines(run: Run) -> list[str]:
 
 def downloads(run: Run) -> None:
     """The current run's per-epoch history as CSV."""
-    frame = pd.DataFrame([r.as_dict() for r in run.records])
-    st.download_button("History as CSV", frame.to_csv(index=False).encode(), icon=":material/download:", file_name=f"softmax-run-{run.id}.csv",
+    rows = [r.as_dict() for r in run.records]
+    st.download_button("History as CSV", csv_bytes(rows), icon=":material/download:", file_name=f"softmax-run-{run.id}.csv",
                        mime="text/csv", key="csv", on_click="ignore")
+
+
+def csv_bytes(rows: list[dict]) -> bytes:
+    """Rows of dicts with the same keys as CSV (UTF-8, a header line first)."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue().encode()
 
 
 def test_image_grid(session: Session, dataset, presenter: bool, training: bool) -> None:
@@ -232,14 +241,16 @@ def run_history(session: Session) -> None:
         st.session_state.overlay = [i for i in st.session_state.overlay if i in names]
     st.multiselect("Overlay on the charts", list(names), format_func=names.get, key="overlay", persist_state="session",
                    placeholder="Pick runs to compare with the current one")
+    import pandas as pd  # noqa: PLC0415 -- only once there are runs: keeps the first page load light
+
     table = pd.DataFrame([r.summary() for r in session.runs]).set_index("run")
     st.dataframe(table, width="stretch", column_config={
         "lr": st.column_config.NumberColumn(format="%g"), "train loss": st.column_config.NumberColumn(format="%.4f"),
         "train acc": st.column_config.NumberColumn(format="%.3f"), "test acc": st.column_config.NumberColumn(format="%.3f"),
     })
-    every = pd.DataFrame([{"run": r.id, **r.records[i].as_dict()} for r in session.runs for i in range(len(r.records))])
+    every = [{"run": r.id, **record.as_dict()} for r in session.runs for record in r.records]
     cols = st.columns([1, 1, 3])
-    cols[0].download_button("All runs as CSV", every.to_csv(index=False).encode(), icon=":material/download:", file_name="softmax-runs.csv", mime="text/csv", key="csv_all", on_click="ignore")
+    cols[0].download_button("All runs as CSV", csv_bytes(every), icon=":material/download:", file_name="softmax-runs.csv", mime="text/csv", key="csv_all", on_click="ignore")
     cols[1].button("Forget these runs", icon=":material/delete:", key="forget", on_click=forget_runs, args=(session,),
                    help="Delete the run history of this session, here and on the server.")
     if "store_problem" not in st.session_state:
