@@ -1,0 +1,352 @@
+"""End-to-end tests: the Train page in Debian's headless Chromium, against a real `streamlit run dashboard.py`.
+
+Real Fashion-MNIST (SOFTMAX_DATA_DIR) with the lesson's defaults (lr 0.1, batch 256, seed 0, σ 0.01). Every
+test opens its own browser context, so its own Streamlit session, and fails if a Streamlit exception box
+(`stException`) appeared at any moment (a MutationObserver records them). Screenshots: /tmp/e2e_*.png.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+import time
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from softmax_core import DATASETS
+
+CLASS_NAMES = DATASETS["fashion-mnist"].class_names
+WAIT = 20_000  # ms: a bounded wait for anything the page has to redraw
+LOAD_WAIT = 60_000  # ms: the first page load also loads the data set into the server's cache
+SHOTS = Path("/tmp")
+
+# Records every Streamlit exception box that is ever added to the page, even one replaced a moment later.
+WATCH_EXCEPTIONS = """
+window.__stExceptions = [];
+new MutationObserver(() => {
+  for (const el of document.querySelectorAll('[data-testid="stException"]')) {
+    if (!el.__seen) { el.__seen = true; window.__stExceptions.push(el.innerText.slice(0, 2000)); }
+  }
+}).observe(document, {childList: true, subtree: true});
+"""
+
+# The x values of the curves chart's "train loss" trace (its epochs), or null while the chart is not drawn.
+TRAIN_LOSS_EPOCHS = """() => {
+  for (const el of document.querySelectorAll('.st-key-curves .js-plotly-plot, .js-plotly-plot')) {
+    const trace = (el.data || []).find(t => t.name === 'train loss');
+    if (trace) return Array.from(trace.x);
+  }
+  return null;
+}"""
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+
+
+@pytest.fixture
+def app(page: Page, dashboard_server):
+    """The page, watched for Streamlit exception boxes from its first load to the end of the test."""
+    page.add_init_script(WATCH_EXCEPTIONS)
+    yield page
+    boxes = page.evaluate("() => window.__stExceptions || []")
+    now = page.get_by_test_id("stException").all_inner_texts()
+    # The page only names the exception type (client.showErrorDetails); the traceback is in the server's log.
+    assert not boxes and not now, f"the page showed a Streamlit exception: {boxes or now}\nThe server's log:\n{dashboard_server.log(6000)}"
+
+
+def open_app(page: Page, query: str = "") -> None:
+    """Open the Train page (with URL parameters) and wait until its first run is drawn and finished."""
+    page.goto("/" + query)  # the context's base URL is the server's
+    expect(log(page)).to_contain_text("untrained test acc", timeout=LOAD_WAIT)
+    wait_idle(page)
+
+
+def wait_idle(page: Page, timeout: float = WAIT) -> None:
+    """Wait until no script run is in progress."""
+    expect(page.get_by_test_id("stApp")).to_have_attribute("data-test-script-state", "notRunning", timeout=timeout)
+
+
+def log(page: Page):
+    """The code block with the lesson's log lines."""
+    return page.get_by_test_id("stCode").filter(has_text="untrained test acc")
+
+
+def log_lines(page: Page) -> list[str]:
+    return [line.strip() for line in log(page).inner_text().splitlines() if line.strip()]
+
+
+def epoch_lines(page: Page) -> list[str]:
+    return [line for line in log_lines(page) if line.startswith("epoch ")]
+
+
+def metric(page: Page, label: str):
+    """The value element of the metric with exactly this label."""
+    box = page.get_by_test_id("stMetric").filter(has=page.get_by_test_id("stMetricLabel").get_by_text(label, exact=True))
+    return box.get_by_test_id("stMetricValue")
+
+
+def button(page: Page, name: str):
+    """A main-area button by its label (Streamlit also renders a hidden copy for measuring; this is the visible one)."""
+    return page.get_by_test_id("stMain").get_by_role("button", name=name, exact=True)
+
+
+def curve_epochs(page: Page) -> list[int] | None:
+    return page.evaluate(TRAIN_LOSS_EPOCHS)
+
+
+def set_slider(page: Page, label: str, keys: list[str]) -> None:
+    """Move a sidebar slider with the keyboard: focus its thumb (an <input type=range>, role slider) and press keys."""
+    slider_thumb(page, label).focus()
+    for key in keys:
+        page.keyboard.press(key)
+
+
+def slider_value(page: Page, label: str) -> str:
+    """What a slider shows (select sliders: the option's text)."""
+    return slider_thumb(page, label).get_attribute("aria-valuetext")
+
+
+def slider_thumb(page: Page, label: str):
+    """The thumb of the sidebar slider with this label: an <input type=range> (role slider) labelled by the widget."""
+    return page.get_by_test_id("stSidebar").locator(f'input[type="range"][aria-label="{label}"]')
+
+
+def status(page: Page):
+    """The alert boxes of the main area (status line, warnings)."""
+    return page.get_by_test_id("stMain").get_by_test_id("stAlert")
+
+
+def shot(page: Page, name: str) -> None:
+    page.screenshot(path=str(SHOTS / f"e2e_{name}.png"))
+
+
+def wait_for_epochs(page: Page, n: int, timeout: float = 60.0) -> list[list[int]]:
+    """Poll the chart until its train-loss trace has epochs 0..n; return every distinct state seen on the way."""
+    seen: list[list[int]] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        x = curve_epochs(page)
+        if x is not None and (not seen or seen[-1] != x):
+            seen.append(x)
+        if x == list(range(n + 1)):
+            return seen
+        page.wait_for_timeout(40)
+    pytest.fail(f"the chart did not reach epoch {n} within {timeout:.0f} s; states seen: {seen}")
+
+
+def grid_captions(page: Page) -> list[str]:
+    return page.get_by_test_id("stMain").locator("figure figcaption").all_inner_texts()
+
+
+def parse_caption(text: str) -> tuple[str, str, str]:
+    """'1. Ankle boot\\n✗ T-shirt/top' -> ('Ankle boot', '✗', 'T-shirt/top')."""
+    match = re.fullmatch(r"\s*\d+\.\s*(.+?)\s*\n\s*([✓✗])\s*(.+?)\s*", text)
+    assert match, f"caption not 'N. true / ✓|✗ predicted': {text!r}"
+    return match.group(1), match.group(2), match.group(3)
+
+
+# ------------------------------------------------------------------------------------------------- tests
+
+
+def test_page_loads_at_epoch_zero(app: Page, fashion) -> None:
+    """The untrained model on the real data: epoch 0, test accuracy about 0.1, the log's first line, 9 images."""
+    open_app(app)
+    expect(app.get_by_role("heading", name="Softmax regression from scratch")).to_be_visible()
+    # The real data set, from SOFTMAX_DATA_DIR.
+    expect(app.get_by_test_id("stMain").get_by_test_id("stCaptionContainer").first).to_contain_text(
+        str(Path(os.environ["SOFTMAX_DATA_DIR"]).resolve() / "fashion-mnist"))
+    expect(metric(app, "Epoch")).to_have_text("0")
+    test_acc = float(metric(app, "Test acc").inner_text())
+    assert 0.05 <= test_acc <= 0.15, f"untrained test accuracy {test_acc} is not about 0.1"
+    assert log_lines(app) == [f"untrained test acc {test_acc:.3f}"]
+    assert re.fullmatch(r"untrained test acc 0\.0\d\d|untrained test acc 0\.1[0-5]\d", log_lines(app)[0])
+    expect(status(app).filter(has_text="Untrained model")).to_be_visible()
+    assert curve_epochs(app) == [0]
+    # Buttons: Stop is off until training runs.
+    expect(button(app, "Train")).to_be_enabled()
+    expect(button(app, "Stop")).to_be_disabled()
+    # The lesson's labelled test images: the first 9 test images, titled true / predicted.
+    figures = app.get_by_test_id("stMain").locator("figure")
+    expect(figures).to_have_count(9)
+    for k in range(9):
+        figure = figures.nth(k)
+        expect(figure.locator("img")).to_have_count(1)
+        assert figure.locator("img").evaluate("img => img.complete && img.naturalWidth") > 0, f"image {k + 1} did not load"
+    captions = [parse_caption(text) for text in grid_captions(app)]
+    assert [true for true, _, _ in captions] == [CLASS_NAMES[i] for i in fashion.test_labels[:9]]
+    for true, mark, pred in captions:
+        assert pred in CLASS_NAMES, pred
+        assert mark == ("✓" if pred == true else "✗"), (true, mark, pred)
+    # Not the presenter view: the advanced settings are there.
+    expect(app.get_by_test_id("stSidebar").get_by_test_id("stExpander").filter(has_text="Advanced")).to_be_visible()
+    shot(app, "01_epoch0")
+    figures.first.scroll_into_view_if_needed()
+    shot(app, "01b_image_grid")
+
+
+def test_sliders_update_the_url(app: Page) -> None:
+    """Moving the sliders with the keyboard changes the settings in the URL."""
+    open_app(app)
+    assert "epochs=" not in app.url and "lr=" not in app.url  # defaults are left out
+    set_slider(app, "Epochs", ["Home", "ArrowRight", "ArrowRight"])
+    expect(app).to_have_url(re.compile(r"[?&]epochs=3(&|$)"), timeout=WAIT)
+    assert slider_value(app, "Epochs") == "3"
+    set_slider(app, "Learning rate", ["ArrowRight"])  # 0.1 -> 0.2
+    expect(app).to_have_url(re.compile(r"[?&]lr=0\.2(&|$)"), timeout=WAIT)
+    set_slider(app, "Batch size", ["ArrowLeft"])  # 256 -> 128
+    expect(app).to_have_url(re.compile(r"[?&]batch=128(&|$)"), timeout=WAIT)
+    assert slider_value(app, "Learning rate") == "0.2" and slider_value(app, "Batch size") == "128"
+    assert re.search(r"[?&]epochs=3(&|$)", app.url), app.url
+    wait_idle(app)
+    shot(app, "02_sliders")
+    # The URL opens that setup in a new session.
+    url = app.url
+    app.goto("about:blank")
+    app.goto(url)
+    expect(log(app)).to_contain_text("untrained test acc", timeout=LOAD_WAIT)
+    assert (slider_value(app, "Learning rate"), slider_value(app, "Epochs"), slider_value(app, "Batch size")) == ("0.2", "3", "128")
+
+
+def test_train_draws_one_point_per_epoch(app: Page) -> None:
+    """Train: the chart gains one point per epoch, the log shows the lesson's figures, the CSV has every epoch."""
+    epochs = 6  # 5 intermediate states: a loaded machine may draw two epochs at once now and then
+    open_app(app)
+    set_slider(app, "Epochs", ["Home"] + ["ArrowRight"] * (epochs - 1))
+    expect(app).to_have_url(re.compile(rf"[?&]epochs={epochs}(&|$)"), timeout=WAIT)
+    wait_idle(app)
+    button(app, "Train").click()
+    seen = wait_for_epochs(app, epochs)
+    lengths = [len(x) for x in seen]
+    assert all(x == list(range(len(x))) for x in seen), f"epochs not 0..k: {seen}"
+    assert lengths == sorted(set(lengths)), f"the chart's points did not only grow: {lengths}"
+    assert lengths[-1] == epochs + 1
+    intermediate = [n for n in lengths if 1 < n < epochs + 1]
+    assert len(intermediate) >= 2, f"the chart jumped instead of growing epoch by epoch: lengths seen {lengths}"
+    expect(status(app).filter(has_text=f"Finished {epochs} epochs")).to_be_visible(timeout=WAIT)
+    wait_idle(app)
+    lines = epoch_lines(app)
+    assert [int(re.match(r"epoch (\d+),", line).group(1)) for line in lines] == list(range(1, epochs + 1)), lines
+    assert lines[0] == "epoch 1, loss 0.7885, train acc 0.748, test acc 0.785"  # the lesson's figures for seed 0
+    for line in lines:
+        assert re.fullmatch(r"epoch \d+, loss \d\.\d{4}, train acc 0\.\d{3}, test acc 0\.\d{3}", line), line
+    expect(metric(app, "Epoch")).to_have_text(str(epochs))
+    final_acc = float(re.search(r"test acc (0\.\d+)$", lines[-1]).group(1))
+    expect(metric(app, "Test acc")).to_have_text(f"{final_acc:.3f}")
+    assert 0.79 <= final_acc <= 0.85
+    expect(button(app, "Stop")).to_be_disabled()
+    expect(app.get_by_test_id("stMain").locator("figure")).to_have_count(9)
+    shot(app, "03_trained")
+    app.get_by_test_id("stMain").locator("figure").first.scroll_into_view_if_needed()
+    shot(app, "03b_trained_grid")
+
+    # The history as CSV: a header and one row per epoch, epoch 0 included.
+    with app.expect_download(timeout=WAIT) as info:
+        button(app, "History as CSV").click()
+    download = info.value
+    assert download.suggested_filename.endswith(".csv")
+    text = Path(download.path()).read_text()
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert text.startswith("epoch,train_loss,"), text[:200]
+    assert {"epoch", "train_loss", "train_acc", "test_loss", "test_acc"} <= set(rows[0]), rows[0].keys()
+    assert [int(r["epoch"]) for r in rows] == list(range(epochs + 1))
+    assert f"{float(rows[1]['train_loss']):.4f}" == "0.7885"
+    assert f"{float(rows[-1]['test_acc']):.3f}" == f"{final_acc:.3f}"
+
+
+def test_stop_continue_step_reset(app: Page) -> None:
+    """Stop keeps the finished epochs; Continue and Step train the same model further; Reset goes back to epoch 0."""
+    open_app(app, "?epochs=30")
+    untrained = log_lines(app)[0]
+    button(app, "Train").click()
+    expect(log(app)).to_contain_text("epoch 1,", timeout=WAIT)
+    expect(button(app, "Stop")).to_be_enabled()
+    before = len(curve_epochs(app) or [0]) - 1
+    clicked = time.monotonic()
+    button(app, "Stop").click()
+    expect(status(app).filter(has_text="Stopped")).to_be_visible(timeout=WAIT)
+    expect(button(app, "Stop")).to_be_disabled(timeout=WAIT)
+    took = time.monotonic() - clicked
+    wait_idle(app)
+    stopped = epoch_lines(app)
+    done = len(stopped)
+    assert 1 <= done < 30, stopped
+    print(f"Stop clicked at epoch {before}; stopped after epoch {done}, {took:.2f} s after the click")
+    assert took < 3.5, f"training took {took:.1f} s to stop (clicked at epoch {before}, stopped after epoch {done})"
+    app.wait_for_timeout(1500)  # nothing trains on after Stop
+    assert epoch_lines(app) == stopped
+    assert curve_epochs(app) == list(range(done + 1))
+    assert [int(re.match(r"epoch (\d+),", line).group(1)) for line in stopped] == list(range(1, done + 1))
+    assert stopped[0] == "epoch 1, loss 0.7885, train acc 0.748, test acc 0.785"
+    said = status(app).filter(has_text="Stopped").inner_text()
+    assert f"after epoch {done}." in said, f"the status says {said!r} but the log has {done} epochs: {stopped}"
+    expect(metric(app, "Epoch")).to_have_text(str(done))
+    shot(app, "04_stopped")
+
+    # Continue: 2 more epochs of the same model (epoch numbers go on; the first lines stay).
+    set_slider(app, "Epochs", ["Home", "ArrowRight"])
+    expect(app).to_have_url(re.compile(r"[?&]epochs=2(&|$)"), timeout=WAIT)
+    wait_idle(app)
+    assert epoch_lines(app) == stopped, "moving a slider changed the stopped run"
+    button(app, "Continue").click()
+    expect(status(app).filter(has_text=f"Finished {done + 2} epochs")).to_be_visible(timeout=WAIT * 2)
+    wait_idle(app)
+    lines = epoch_lines(app)
+    assert lines[:done] == stopped, "Continue reset the model"
+    assert [int(re.match(r"epoch (\d+),", line).group(1)) for line in lines] == list(range(1, done + 3))
+    assert curve_epochs(app) == list(range(done + 3))
+    shot(app, "05_continued")
+
+    # Step: one epoch more.
+    button(app, "Step").click()
+    expect(log(app)).to_contain_text(f"epoch {done + 3},", timeout=WAIT)
+    expect(metric(app, "Epoch")).to_have_text(str(done + 3), timeout=WAIT)
+    wait_idle(app)
+    expect(button(app, "Stop")).to_be_disabled(timeout=WAIT)
+    assert epoch_lines(app)[: done + 2] == lines and len(epoch_lines(app)) == done + 3
+    assert curve_epochs(app) == list(range(done + 4))
+
+    # Reset: back to the untrained model of the same seed.
+    button(app, "Reset").click()
+    expect(metric(app, "Epoch")).to_have_text("0", timeout=WAIT)
+    wait_idle(app)
+    assert log_lines(app) == [untrained]
+    assert curve_epochs(app) == [0]
+    expect(status(app).filter(has_text="Untrained model")).to_be_visible()
+    shot(app, "06_reset")
+
+
+def test_url_opens_that_setup(app: Page) -> None:
+    """`/?lr=0.5&epochs=2` opens with those settings and no warnings."""
+    open_app(app, "?lr=0.5&epochs=2")
+    assert slider_value(app, "Learning rate") == "0.5"
+    assert slider_value(app, "Epochs") == "2"
+    assert slider_value(app, "Batch size") == "256"
+    expect(status(app).filter(has_text="was ignored")).to_have_count(0)
+    assert re.search(r"[?&]lr=0\.5(&|$)", app.url) and re.search(r"[?&]epochs=2(&|$)", app.url), app.url
+
+
+def test_absurd_url_values_warn_and_keep_defaults(app: Page) -> None:
+    """Out-of-range or non-numeric URL values give one warning each (no traceback) and the lesson's defaults."""
+    open_app(app, "?lr=-1&batch=0&epochs=1000000000&seed=abc")
+    warnings = app.get_by_test_id("stMain").get_by_test_id("stAlertContentWarning")
+    for name in ("lr=-1", "batch=0", "epochs=1000000000", "seed=abc"):
+        expect(warnings.filter(has_text=name)).to_have_count(1)
+    assert (slider_value(app, "Learning rate"), slider_value(app, "Epochs"), slider_value(app, "Batch size")) == ("0.1", "5", "256")
+    expect(app.get_by_test_id("stSidebar").get_by_role("spinbutton", name="Seed")).to_have_value("0")
+    expect(metric(app, "Epoch")).to_have_text("0")
+    assert "lr=-1" not in app.url and "seed=abc" not in app.url, app.url
+    shot(app, "07_bad_url")
+
+
+def test_presenter_view_hides_advanced(app: Page) -> None:
+    """`?presenter=1`: presenter view on, no "Advanced" expander."""
+    open_app(app, "?presenter=1")
+    expect(app.get_by_test_id("stSidebar").get_by_role("switch", name="Presenter view")).to_be_checked()
+    expect(app.get_by_test_id("stSidebar").get_by_text("Advanced", exact=False)).to_have_count(0)
+    expect(app.get_by_test_id("stExpander")).to_have_count(0)
+    expect(app.get_by_test_id("stMain").locator("figure")).to_have_count(9)
+    shot(app, "08_presenter")
