@@ -142,7 +142,7 @@ class Session:
         self._ids = itertools.count(self.runs[-1].id + 1)
         last = self.runs[-1]
         if last.status == "training":
-            last.status, last.message = "stopped", f"the page was closed or reloaded after epoch {last.trained_epochs}"
+            last.status, last.message = "stopped", "when the page was closed or reloaded"
         if model is not None and dataset is not None and last.setup.dataset == dataset.name:
             rng = np.random.default_rng(last.setup.seed)
             self.trainer = Trainer(model, dataset.train_images, dataset.train_labels, dataset.test_images, dataset.test_labels, rng)
@@ -168,9 +168,9 @@ class Session:
 
     def stop(self) -> None:
         """Cancel queued or running training; every finished epoch is kept."""
+        self.generation += 1  # a loop still running stops at its next batch
         if self.job is not None and self.run is not None:
-            self.run.status = "stopped"
-            self.run.message = f"stopped by you after epoch {self.run.trained_epochs}"
+            self.run.status, self.run.message = "stopped", "by you"
             self.changed()
         self.job = None
 
@@ -187,10 +187,9 @@ class Session:
                 for record in self.trainer.run(job.config, self._checker(generation, on_progress), start=job.done):
                     run.records.append(record)
                     job.done += 1
-                    if job.done == job.config.epochs:
+                    if job.done == job.config.epochs and self.job is job:  # not if stopped meanwhile
                         run.status, run.message = "finished", ""
-                        if self.job is job:
-                            self.job = None
+                        self.job = None
                     self.changed(run)
                     yield record
             except TrainingDiverged as err:

@@ -28,8 +28,8 @@ def render() -> None:
     controls = sidebar_controls(extra_query={"sid": owner_token()})
     presenter_css(controls.presenter)
     st.title("Softmax regression from scratch")
-    for problem in st.session_state.get("url_problems", []):
-        st.warning(problem)
+    if problems := st.session_state.get("url_problems"):
+        st.warning("The link's settings were checked:\n\n" + "\n".join(f"- {p}" for p in problems), icon=":material/link:")
     dataset = dataset_or_help(controls.setup.dataset)
     if dataset is None:
         return
@@ -57,14 +57,18 @@ def render() -> None:
 def live(session: Session, controls: Controls, dataset) -> None:
     """Status, progress, figures, curves, log lines and test images; trains the next queued epoch."""
     run = session.run
-    status, progress, metrics = st.empty(), st.empty(), st.empty()
+    # Drawn in page order, no empty placeholders first: each element replaces its old self in place.
+    draw_status(st.container(), run)
+    progress = None
+    if session.job is not None:
+        job = session.job
+        progress = st.progress(0.0, text=f"Epoch {run.trained_epochs + 1} ({job.done + 1} of {job.config.epochs})…")
+    draw_metrics(st.container(), run)
     overlay_ids = st.session_state.get("overlay", [])
     overlays = [r for r in session.runs if r.id in overlay_ids and r is not run]
     height = 460 if controls.presenter else 340
     font = 17 if controls.presenter else 13
     st.plotly_chart(charts.curves_figure(run, overlays, height, font), key="curves", config={"displaylogo": False})
-    draw_metrics(metrics, run)
-    draw_status(status, run)
     st.code("\n".join(log_lines(run)), language=None)
     test_image_grid(session, dataset, controls.presenter, training=session.job is not None)
     if session.job is not None:
@@ -81,7 +85,6 @@ def train_one_epoch(session: Session, run: Run, controls: Controls, progress) ->
         if throttle.ready(final=done == total):
             progress.progress(done / total, text=f"Epoch {run.trained_epochs + 1} ({job.done + 1} of {job.config.epochs}): {done:,} / {total:,} images")
 
-    on_progress(0, 1)
     try:
         with contextlib.closing(session.train(on_progress)) as records:
             next(records, None)
@@ -144,7 +147,7 @@ def draw_status(area, run: Run) -> None:
         if run.status == "diverged":
             st.warning(f"**Training diverged.** {run.message}", icon=":material/warning:")
         elif run.status == "stopped":
-            st.info(f"Stopped: {run.message}. **Continue** trains on from here.")
+            st.info(f"Stopped {run.message or 'by you'} after epoch {run.trained_epochs}. **Continue** trains on from here.")
         elif run.status == "ready":
             st.info(f"Untrained model (epoch 0): test accuracy {run.records[0].test_acc:.3f}, about 1 in 10 by chance. Press **Train**.")
         elif run.status == "finished":
