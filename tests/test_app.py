@@ -188,9 +188,18 @@ def test_model_upload_checks_the_file(app):
     assert any("Loaded zeros.npz" in s.value for s in app.success)
     assert metric(app, "Test acc") == "0.100"
     before = app.session_state.session.model.W.copy()
-    buffer = io.BytesIO()
-    np.savez(buffer, W=np.full((784, 10), np.nan), b=np.zeros(10))
-    for name, data in (("nan.npz", buffer.getvalue()), ("junk.npz", b"not a model")):
+    def npz(**arrays) -> bytes:
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        return buffer.getvalue()
+
+    bad = {
+        "nan.npz": npz(W=np.full((784, 10), np.nan), b=np.zeros(10)),
+        "shape.npz": npz(W=np.zeros((10, 784)), b=np.zeros(10)),
+        "pickle.npz": npz(W=np.array([{"evil": 1}] * 7840, dtype=object).reshape(784, 10), b=np.zeros(10)),
+        "junk.npz": b"not a model",
+    }
+    for name, data in bad.items():
         app.file_uploader(key="upload").upload(name, data, "application/octet-stream").run()
         no_exception(app)
         assert any(f"{name} was not loaded" in e.value for e in app.error)
