@@ -13,8 +13,6 @@ st.set_page_config(
     initial_sidebar_state="collapsed" if presenting else "auto",
 )
 session = get_session()
-# Every script run supersedes a training loop still running in an older run of this session.
-session.generation += 1
 connect_store(session)  # a reload on any page brings this session's runs back
 st.query_params["sid"] = owner_token()  # every page's address leads back to them
 page = st.navigation(

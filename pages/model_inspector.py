@@ -46,13 +46,8 @@ def main() -> None:
 
 
 def snapshot(session: Session) -> SoftmaxRegression:
-    """A copy of the current parameters, taken between training epochs when a training loop holds the lock."""
-    locked = session.lock.acquire(timeout=2.0)
-    try:
-        return session.model.copy()
-    finally:
-        if locked:
-            session.lock.release()
+    """The parameters as after the last finished epoch (training goes on in the background meanwhile)."""
+    return session.display_model.copy()
 
 
 def status_banner(session: Session, run: Run, title: str, test_acc: float) -> None:
@@ -71,8 +66,8 @@ def status_banner(session: Session, run: Run, title: str, test_acc: float) -> No
         )
     elif session.job is not None:
         st.info(
-            f"Training of run {run.id} is under way: it goes on when you return to the Train page. "
-            f"This page shows the model as trained so far ({epochs} epochs).",
+            f"Run {run.id} is training in the background. This page shows the model after its last finished "
+            f"epoch ({epochs}); open the page again to see a newer one.",
             icon=":material/pending:",
         )
     elif run.status == "diverged":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import time
 
 import numpy as np
 import pytest
@@ -46,14 +47,13 @@ def no_exception(at: AppTest) -> None:
     assert not at.exception, [e.message for e in at.exception]
 
 
-def finish(at: AppTest, limit: int = 60) -> AppTest:
-    """Each full run trains one queued epoch (in the browser a timer does the same); run until done."""
-    for _ in range(limit):
-        no_exception(at)
-        if at.session_state.session.job is None:
-            return at
-        at.run()
-    raise AssertionError("training did not finish")
+def finish(at: AppTest, timeout: float = 60) -> AppTest:
+    """Wait for the background training, then draw the page again (in a browser, a timer redraws it)."""
+    no_exception(at)
+    assert at.session_state.session.wait(timeout), "training did not finish"
+    at.run()
+    no_exception(at)
+    return at
 
 
 def log_text(at: AppTest) -> str:
@@ -87,14 +87,13 @@ def test_opens_with_the_lessons_defaults_and_the_untrained_model(app):
 
 def test_train_shows_each_epoch_then_history_and_grid(app):
     app.button(key="train").click().run()
-    records = []
-    for _ in range(20):
-        no_exception(app)
-        records.append(len(app.session_state.session.run.records))
-        if app.session_state.session.job is None:
-            break
+    seen = []
+    while app.session_state.session.job is not None:  # the page shows the epochs as they come
         app.run()
-    assert records == sorted(records) and records[-1] == 6  # epoch 0 and 5 epochs, one per run
+        no_exception(app)
+        seen.append(len(log_text(app).splitlines()))
+    finish(app)
+    assert seen == sorted(seen) and len(log_text(app).splitlines()) == 6  # the untrained line and 5 epochs
     lines = log_text(app).splitlines()
     assert lines[1] == "epoch 1, loss 0.7885, train acc 0.748, test acc 0.785"
     assert re.fullmatch(r"epoch 5, loss 0\.4\d{3}, train acc 0\.8\d\d, test acc 0\.8\d\d", lines[5])
@@ -122,12 +121,17 @@ def test_continue_step_stop_and_reset(app):
     # Stop mid-job: the finished epochs stay, the job is gone.
     app.slider(key="epochs").set_value(30).run()
     app.button(key="continue").click().run()
-    app.run()
+    session = app.session_state.session
+    while session.run.trained_epochs < 6:
+        time.sleep(0.02)
     app.button(key="stop").click().run()
     no_exception(app)
     session = app.session_state.session
     assert session.job is None and session.run.status == "stopped"
     kept = session.run.trained_epochs
+    time.sleep(0.5)
+    assert session.run.trained_epochs == kept  # nothing trains after Stop
+    app.run()
     assert 6 <= kept < 35 and log_text(app).splitlines()[-1].startswith(f"epoch {kept},")
     app.button(key="reset").click().run()
     assert metric(app, "Epoch") == "0" and len(app.session_state.session.runs) == 1
@@ -227,7 +231,9 @@ def test_a_reload_brings_the_runs_and_model_back_and_only_with_the_id(app, data_
     finish(app)
     app.slider(key="epochs").set_value(30).run()
     app.button(key="train").click().run()
-    app.run()  # one epoch of run 2, then the tab is closed mid-run
+    while app.session_state.session.run.trained_epochs < 1:
+        time.sleep(0.02)
+    app.button(key="stop").click().run()  # as if the tab were closed mid-run: the thread stops, the run stays
     token = app.session_state.owner
     assert app.query_params["sid"] in (token, [token])
     trained = app.session_state.session.run.trained_epochs
@@ -239,7 +245,9 @@ def test_a_reload_brings_the_runs_and_model_back_and_only_with_the_id(app, data_
     assert session.runs[0].status == "finished" and session.runs[0].trained_epochs == 2
     assert session.run is session.runs[1] and session.run.status == "stopped" and session.run.trained_epochs == trained
     np.testing.assert_array_equal(session.model.W, app.session_state.session.model.W)  # the model too
+    reloaded.slider(key="epochs").set_value(1).run()
     reloaded.button(key="continue").click().run()
+    finish(reloaded)
     assert session.run.trained_epochs == trained + 1  # Continue trains the restored model on
 
     stranger = new_app(data_root, monkeypatch, sid="A" * 22)  # a well-formed id that owns nothing

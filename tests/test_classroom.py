@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+import threading
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -26,7 +27,15 @@ def load_script():
 
 def test_sessions_train_at_once_without_crosstalk(data_root: Path) -> None:
     lc = load_script()
-    out = lc.run_load(sessions=SESSIONS, data_dir=data_root, timeout=75.0, page_check=False, log=lambda _: None)
+    result: dict = {}
+
+    def drive() -> None:  # its own thread: the browser tests' Playwright keeps an event loop in this one
+        result["out"] = lc.run_load(sessions=SESSIONS, data_dir=data_root, timeout=75.0, page_check=False, log=lambda _: None)
+
+    worker = threading.Thread(target=drive)
+    worker.start()
+    worker.join()
+    out = result["out"]
     text = lc.report(out)
     assert out["server_alive_at_end"], text
     assert not out["failed"], text

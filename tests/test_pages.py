@@ -39,13 +39,9 @@ def trained(data_root) -> AppTest:
         mp.setenv("SOFTMAX_RUNS_DB", "off")
         at = new_app().run()
         at.button(key="train").click().run()
-        for _ in range(30):  # each full run trains one queued epoch (in the browser a timer does the same)
-            no_exception(at)
-            if at.session_state.session.job is None:
-                break
-            at.run()
-        else:
-            raise AssertionError("training did not finish")
+        no_exception(at)
+        assert at.session_state.session.wait(60), "training did not finish"  # it runs in the background
+        at.run()
         assert at.session_state.session.run.trained_epochs == 5
         yield at
 

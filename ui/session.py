@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -106,16 +106,29 @@ class Job:
 
 
 class Session:
-    """A browser session's model, trainer and runs; training is guarded so only one thread trains at a time."""
+    """A browser session's model, trainer and runs; queued epochs train in a background thread.
+
+    Training does not live in a script run: the page only shows the latest state, so a slow browser, a
+    page switch or forty students polling at once cannot stall it. One thread trains at a time (lock).
+    """
+
+    _active = 0  # training threads of this process, to pace the pages' polling
+    _active_lock = threading.Lock()
 
     def __init__(self) -> None:
         self.trainer: Trainer | None = None
         self.run: Run | None = None  # the run of the current model
         self.runs: list[Run] = []  # finished, stopped or diverged runs, and the current one once trained
         self.job: Job | None = None
-        self.generation = 0  # bumped by every script run; a training loop of an older run stops
+        self.generation = 0  # bumped by Stop, Reset, Train, Continue: a thread of an older job stops
         self.lock = threading.Lock()
+        self.progress = (0, 1)  # samples done in the epoch being trained, and in all
+        self.shown: SoftmaxRegression | None = None  # a copy of the model after the last finished epoch
+        self.redraw = False  # a job ended: the whole page (history, buttons) needs drawing again
+        self.pace = 0.0  # seconds an epoch takes at least (slow motion for a class)
+        self.alive: Callable[[], bool] = lambda: True  # False once the browser tab is gone
         self.on_change: Callable[[Run, SoftmaxRegression | None], None] | None = None  # e.g. save to the run store
+        self.store_problem = ""  # why runs are not being saved, if they are not
         self._ids = itertools.count(1)
 
     @property
@@ -123,12 +136,23 @@ class Session:
         """The current model, if any."""
         return self.trainer.model if self.trainer else None
 
+    @property
+    def display_model(self) -> SoftmaxRegression | None:
+        """The model to show: during training, as it was after the last finished epoch (never half-updated)."""
+        return self.shown if self.job is not None and self.shown is not None else self.model
+
+    @classmethod
+    def active_trainers(cls) -> int:
+        """How many sessions of this server process are training right now."""
+        return cls._active
+
     def new_model(self, dataset: Dataset, setup: Setup, config: TrainConfig, model: SoftmaxRegression | None = None, label: str = "") -> Run:
         """Start a fresh, untrained model (the lesson's init from setup, or the given one) and its run."""
-        self.job = None
+        self.cancel()
         rng = np.random.default_rng(setup.seed)
         model = model if model is not None else SoftmaxRegression.init(rng, sigma=setup.sigma)
-        self.trainer = Trainer(model, dataset.train_images, dataset.train_labels, dataset.test_images, dataset.test_labels, rng)
+        with self.lock:  # a cancelled thread leaves at its next batch
+            self.trainer = Trainer(model, dataset.train_images, dataset.train_labels, dataset.test_images, dataset.test_labels, rng)
         # An untrained model that never made it into the history gives its number to the next one.
         reuse = self.run is not None and self.run not in self.runs
         self.run = Run(self.run.id if reuse else next(self._ids), setup, config, [self.trainer.initial_record()], label=label)
@@ -153,77 +177,100 @@ class Session:
         """Tell the listener (the run store) that a run in the history changed."""
         run = run or self.run
         if self.on_change is not None and run is not None and run in self.runs:
-            self.on_change(run, self.model if run is self.run else None)
+            self.on_change(run, self.display_model if run is self.run else None)  # never a half-trained epoch
 
     def start(self, config: TrainConfig) -> None:
-        """Queue training of the current model for config.epochs epochs."""
+        """Train the current model for config.epochs epochs, in the background."""
         if self.run is None:
             raise RuntimeError("no model to train")
-        self.job = Job(config)
+        self.cancel()
+        job = self.job = Job(config)
         self.run.config = config
-        self.run.status = "training"
+        self.run.status, self.run.message = "training", ""
         if self.run not in self.runs:
             self.runs.append(self.run)
         self.changed()
+        self.progress = (0, 1)
+        self.shown = self.model.copy()
+        threading.Thread(target=self._train, args=(job, self.run, self.generation), name=f"train-run-{self.run.id}", daemon=True).start()
 
     def stop(self) -> None:
-        """Cancel queued or running training; every finished epoch is kept."""
-        self.generation += 1  # a loop still running stops at its next batch
+        """Stop training after the current batch; every finished epoch is kept."""
         if self.job is not None and self.run is not None:
             self.run.status, self.run.message = "stopped", "by you"
             self.changed()
+        self.cancel()
+
+    def cancel(self) -> None:
+        """Drop the job; a thread still training it leaves at its next batch."""
+        self.generation += 1
         self.job = None
 
-    def train(self, on_progress: Callable[[int, int], None] | None = None, timeout: float = 10.0) -> Iterator[EpochRecord]:
-        """Carry out the queued job, yielding each epoch's record after it has been stored in the run."""
-        generation = self.generation
-        if not self.lock.acquire(timeout=timeout):  # an older script run is still leaving its loop
-            return
-        try:
-            job, run = self.job, self.run
-            if job is None or run is None or generation != self.generation:
-                return
-            try:
-                for record in self.trainer.run(job.config, self._checker(generation, on_progress), start=job.done):
-                    run.records.append(record)
-                    job.done += 1
-                    if job.done == job.config.epochs and self.job is job:  # not if stopped meanwhile
-                        run.status, run.message = "finished", ""
-                        self.job = None
-                    self.changed(run)
-                    yield record
-            except TrainingDiverged as err:
-                run.status, run.message = "diverged", str(err)
-                if self.job is job:
-                    self.job = None
-                self.changed(run)
-        finally:
-            self.lock.release()
+    def wait(self, timeout: float = 30.0) -> bool:
+        """Block until no thread trains (for tests and scripts); False on timeout."""
+        deadline = time.monotonic() + timeout
+        while self.job is not None or self.lock.locked():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
+        return True
 
-    def _checker(self, generation: int, on_progress: Callable[[int, int], None] | None) -> Callable[[int, int], None]:
+    def _train(self, job: Job, run: Run, generation: int) -> None:
+        with Session._active_lock:
+            Session._active += 1
+        try:
+            with self.lock:
+                if generation == self.generation:
+                    self._train_locked(job, run, generation)
+        finally:
+            with Session._active_lock:
+                Session._active -= 1
+
+    def _train_locked(self, job: Job, run: Run, generation: int) -> None:
         def check(done: int, total: int) -> None:
+            self.progress = (done, total)
             if generation != self.generation:
                 raise Superseded
-            if on_progress is not None:
-                on_progress(done, total)
+            if done == total and not self.alive():  # checked once an epoch: nobody is watching any more
+                raise Abandoned
 
-        return check
+        trainer = self.trainer
+        started, count = time.monotonic(), 0
+        try:
+            for record in trainer.run(job.config, check, start=job.done):
+                count += 1
+                run.records.append(record)
+                job.done += 1
+                self.shown = trainer.model.copy()
+                if job.done == job.config.epochs and self.job is job:
+                    run.status, run.message = "finished", ""
+                    self.job, self.redraw = None, True
+                self.changed(run)
+                while time.monotonic() - started < self.pace * count and self.job is job:
+                    time.sleep(0.05)  # slow motion: a class can follow each epoch
+        except TrainingDiverged as err:
+            run.status, run.message = "diverged", str(err)
+            if self.job is job:
+                self.job, self.redraw = None, True
+            self.changed(run)
+        except Superseded:
+            pass  # Stop, Reset, Train or Continue took over; they set the run's status
+        except Abandoned:
+            run.status, run.message = "stopped", "when the page was closed"
+            if self.job is job:
+                self.job = None
+            self.changed(run)
+        except Exception as err:  # noqa: BLE001 -- a bug must not kill the thread silently and leave "training"
+            run.status, run.message = "stopped", f"by an error: {type(err).__name__}: {err}"
+            if self.job is job:
+                self.job, self.redraw = None, True
+            self.changed(run)
+            raise
 
 
 class Superseded(Exception):
-    """A newer script run of the same session took over the training loop."""
+    """A newer job (or Stop) of the same session took over."""
 
 
-class Throttle:
-    """Lets a call through at most every `interval` seconds (and always the last one of an epoch)."""
-
-    def __init__(self, interval: float) -> None:
-        self.interval, self.last = interval, 0.0
-
-    def ready(self, final: bool = False) -> bool:
-        """True when enough time has passed (or final is True); then the clock restarts."""
-        now = time.perf_counter()
-        if final or now - self.last >= self.interval:
-            self.last = now
-            return True
-        return False
+class Abandoned(Exception):
+    """The browser tab that asked for the training is gone."""

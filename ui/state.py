@@ -25,8 +25,22 @@ threadpool_limits(1, user_api="blas")
 def get_session() -> Session:
     """This browser session's model and runs (created on first use)."""
     if "session" not in st.session_state:
-        st.session_state.session = Session()
+        session = Session()
+        session.alive = _tab_alive()
+        st.session_state.session = session
     return st.session_state.session
+
+
+def _tab_alive():
+    """A check that this browser session still exists on the server (a closed tab stops its training)."""
+    from streamlit import runtime  # noqa: PLC0415
+    from streamlit.runtime.scriptrunner import get_script_run_ctx  # noqa: PLC0415
+
+    ctx = get_script_run_ctx()
+    if ctx is None or not runtime.exists():  # bare mode and AppTest: nobody closes a tab
+        return lambda: True
+    session_id, instance = ctx.session_id, runtime.get_instance()
+    return lambda: instance.is_active_session(session_id)
 
 
 def get_store() -> RunStore | str:
@@ -62,13 +76,13 @@ def connect_store(session: Session) -> None:
     st.session_state.store_connected = True
     store = get_store()
     if isinstance(store, str):
-        st.session_state.store_problem = store
+        session.store_problem = store
         return
     owner = owner_token()
     try:
         saved = store.load(owner)
     except RunStoreError as err:
-        st.session_state.store_problem = str(err)
+        session.store_problem = str(err)
         return
     runs, model = [], None
     for data in saved:
@@ -91,8 +105,8 @@ def connect_store(session: Session) -> None:
             data["model"] = base64.b64encode(run_model.to_bytes()).decode()
         try:
             store.save(owner, data)
-        except RunStoreError as err:  # keep training; say once that runs are not being kept
-            st.session_state.store_problem = str(err)
+        except RunStoreError as err:  # keep training; the page says that runs are not being kept
+            session.store_problem = str(err)
 
     session.on_change = save
 
@@ -105,7 +119,7 @@ def forget_runs(session: Session) -> None:
         try:
             store.clear(st.session_state.owner)
         except RunStoreError as err:
-            st.session_state.store_problem = str(err)
+            session.store_problem = str(err)
     session.runs = []
 
 

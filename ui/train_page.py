@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
-import time
 from dataclasses import replace
 
 import numpy as np
@@ -16,15 +14,16 @@ from softmax_core import ModelFileError, SoftmaxRegression, softmax
 from . import charts
 from .controls import Controls, sidebar_controls
 from .data import dataset_or_help
-from .session import Run, Session, Superseded, Throttle
+from .session import Run, Session
 from .state import connect_store, forget_runs, get_session, owner_token, presenter_css
 
 GRID_MODES = ("first images", "random sample", "misclassified", "one class")
 
 
 def render() -> None:
-    """Draw the page; queued training runs inside the live fragment, an epoch per fragment run."""
+    """Draw the page; while a job trains in the background, the live area polls it and redraws in place."""
     session = get_session()
+    session.redraw = False  # this run draws the whole page
     controls = sidebar_controls(extra_query={"sid": owner_token()})
     presenter_css(controls.presenter)
     st.title("Softmax regression from scratch")
@@ -38,31 +37,35 @@ def render() -> None:
         f"from `{dataset.source}`) · W (784×10) ~ Normal(0, σ²), b = 0 · softmax · cross-entropy · minibatch SGD"
     )
     connect_store(session)  # before any new model, so restored run numbers are not reused
-    if problem := st.session_state.get("store_problem"):
-        st.caption(f":material/cloud_off: Runs are kept for this browser tab only: {problem}")
+    if session.store_problem:
+        st.caption(f":material/cloud_off: Runs are kept for this browser tab only: {session.store_problem}")
     run = session.run
     if run is None or run.setup.dataset != dataset.name or (run.status == "ready" and run.setup != controls.setup):
         # A model belongs to one data set; an untrained one follows the seed and σ as they change.
         session.new_model(dataset, controls.setup, controls.config or run_config(run))
+    session.pace = controls.pace
     buttons(session, controls, dataset)
     if controls.error:
         st.error(f"Invalid setting: {controls.error}")
-    # While training, the live area reruns on its own, one epoch per run: only it is redrawn, in place.
-    st.fragment(live, run_every=0.05 if session.job is not None else None)(session, controls, dataset)
+    # While training, only the live area reruns, on a timer that slows down as more sessions train.
+    poll = min(0.3 + 0.1 * Session.active_trainers(), 3.0) if session.job is not None else None
+    st.fragment(live, run_every=poll)(session, controls, dataset)
     downloads(session.run)
     run_history(session)
     model_files(session, dataset, controls)
 
 
 def live(session: Session, controls: Controls, dataset) -> None:
-    """Status, progress, figures, curves, log lines and test images; trains the next queued epoch."""
-    run = session.run
+    """Status, progress, figures, curves, log lines and test images of the current run."""
+    if session.redraw:  # the job ended since the last full run: history, buttons and downloads changed
+        session.redraw = False
+        st.rerun()
+    run, job = session.run, session.job
     # Drawn in page order, no empty placeholders first: each element replaces its old self in place.
     draw_status(st.container(), run)
-    progress = None
-    if session.job is not None:
-        job = session.job
-        progress = st.progress(0.0, text=f"Epoch {run.trained_epochs + 1} ({job.done + 1} of {job.config.epochs})…")
+    if job is not None:
+        done, total = session.progress
+        st.progress(done / total, text=f"Epoch {run.trained_epochs + 1} ({job.done + 1} of {job.config.epochs}): {done:,} / {total:,} images")
     draw_metrics(st.container(), run)
     overlay_ids = st.session_state.get("overlay", [])
     overlays = [r for r in session.runs if r.id in overlay_ids and r is not run]
@@ -70,31 +73,7 @@ def live(session: Session, controls: Controls, dataset) -> None:
     font = 17 if controls.presenter else 13
     st.plotly_chart(charts.curves_figure(run, overlays, height, font), key="curves", config={"displaylogo": False})
     st.code("\n".join(log_lines(run)), language=None)
-    test_image_grid(session, dataset, controls.presenter, training=session.job is not None)
-    if session.job is not None:
-        train_one_epoch(session, run, controls, progress)
-
-
-def train_one_epoch(session: Session, run: Run, controls: Controls, progress) -> None:
-    """Train the next queued epoch; the live area's timer draws it, and the page is redrawn once the job is done."""
-    job = session.job
-    throttle = Throttle(0.25)
-    started = time.perf_counter()
-
-    def on_progress(done: int, total: int) -> None:
-        if throttle.ready(final=done == total):
-            progress.progress(done / total, text=f"Epoch {run.trained_epochs + 1} ({job.done + 1} of {job.config.epochs}): {done:,} / {total:,} images")
-
-    try:
-        with contextlib.closing(session.train(on_progress)) as records:
-            next(records, None)
-    except Superseded:
-        return  # a newer script run of this session carries on from the last finished epoch
-    wait = controls.pace - (time.perf_counter() - started)
-    if wait > 0:
-        time.sleep(wait)
-    if session.job is None:
-        st.rerun()  # the whole page: run history, downloads, buttons
+    test_image_grid(session, dataset, controls.presenter, training=job is not None)
 
 
 def run_config(run: Run | None):
@@ -197,11 +176,12 @@ def test_image_grid(session: Session, dataset, presenter: bool, training: bool) 
     if mode == "random sample" and cols[2].button("New sample", icon=":material/casino:", key="grid_resample"):
         st.session_state.grid_seed = int(st.session_state.get("grid_seed", 0)) + 1
     labels, names = dataset.test_labels, dataset.class_names
-    indices = pick_images(session.model, dataset.test_images, labels, mode, count, klass, int(st.session_state.get("grid_seed", 0)))
+    model = session.display_model  # during training: as after the last finished epoch
+    indices = pick_images(model, dataset.test_images, labels, mode, count, klass, int(st.session_state.get("grid_seed", 0)))
     if not len(indices):
         st.info("Every test image is classified correctly." if mode == "misclassified" else "No images to show.")
         return
-    probs = softmax(session.model.image_logits(dataset.test_images[indices]))  # (count, 10)
+    probs = softmax(model.image_logits(dataset.test_images[indices]))  # (count, 10)
     preds = probs.argmax(axis=1)
     titles = [(names[labels[i]], names[p], labels[i] == p) for i, p in zip(indices, preds)]
     size, per_row = (130, 6) if presenter else (76, 9)
@@ -256,7 +236,7 @@ def run_history(session: Session) -> None:
     cols[0].download_button("All runs as CSV", csv_bytes(every), icon=":material/download:", file_name="softmax-runs.csv", mime="text/csv", key="csv_all", on_click="ignore")
     cols[1].button("Forget these runs", icon=":material/delete:", key="forget", on_click=forget_runs, args=(session,),
                    help="Delete the run history of this session, here and on the server.")
-    if "store_problem" not in st.session_state:
+    if not session.store_problem:
         cols[2].caption(":material/bookmark: Runs are saved on this server under the link in the address bar: bookmark it to come back to them.")
 
 
@@ -264,7 +244,7 @@ def model_files(session: Session, dataset, controls: Controls) -> None:
     """Download the current parameters; upload a model file to continue from it."""
     st.subheader("Model file")
     cols = st.columns(2)
-    cols[0].download_button("Parameters (.npz: W, b)", session.model.to_bytes(), icon=":material/download:", file_name=f"softmax-{dataset.name}-run-{session.run.id}.npz",
+    cols[0].download_button("Parameters (.npz: W, b)", session.display_model.to_bytes(), icon=":material/download:", file_name=f"softmax-{dataset.name}-run-{session.run.id}.npz",
                             mime="application/octet-stream", key="npz", on_click="ignore")
     upload = cols[1].file_uploader("Continue from a model file (.npz with W 784×10 and b 10)", type=["npz"], key="upload")
     if upload is not None and st.session_state.get("upload_done") != upload.file_id:
