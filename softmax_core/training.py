@@ -123,8 +123,7 @@ class Trainer:
         self.rng = rng
         self.epochs_done = 0
         self._velocity: tuple[np.ndarray, np.ndarray] | None = None
-        n_classes = model.b.shape[0]
-        self._onehot = np.eye(n_classes, dtype=np.float32)[self.y_train]  # (n_train, n_classes)
+        self._eye = np.eye(model.b.shape[0], dtype=np.float32)  # one-hot rows, gathered per batch
 
     def evaluate(self, split: str = "test") -> tuple[float, float]:
         """Mean loss and accuracy of the current model on the "train" or "test" split."""
@@ -167,7 +166,7 @@ class Trainer:
             yield EpochRecord(self.epochs_done, train_loss, train_acc, test_loss, test_acc, lr, seconds)
 
     def _epoch(self, config: TrainConfig, lr: float, on_progress: ProgressCallback | None) -> tuple[float, float]:
-        X, y, onehot = self.X_train, self.y_train, self._onehot
+        X, y, eye = self.X_train, self.y_train, self._eye
         W, b = self.model.W, self.model.b
         n, d = X.shape
         c = W.shape[1]
@@ -211,7 +210,7 @@ class Trainer:
                 batch_loss += top
             batch_loss -= true_z  # log-sum-exp minus the true logit: -log softmax
             probs /= total[:, None]
-            probs -= np.take(onehot, idx, axis=0, out=target[:k], mode="clip")  # dLoss/dz, times k
+            probs -= np.take(eye, yb, axis=0, out=target[:k], mode="clip")  # dLoss/dz, times k
             np.matmul(xb.T, probs, out=grad_W)  # (784, 10), times 255 * k
             grad_W *= np.float32(1 / (255 * k))
             grad_b = probs.sum(axis=0)
