@@ -129,6 +129,7 @@ class Session:
         self.alive: Callable[[], bool] = lambda: True  # False once the browser tab is gone
         self.on_change: Callable[[Run, SoftmaxRegression | None], None] | None = None  # e.g. save to the run store
         self.store_problem = ""  # why runs are not being saved, if they are not
+        self.cache: dict[str, tuple] = {}  # the page's drawings of the current state, keyed by what they show
         self._ids = itertools.count(1)
 
     @property

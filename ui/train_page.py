@@ -47,8 +47,9 @@ def render() -> None:
     buttons(session, controls, dataset)
     if controls.error:
         st.error(f"Invalid setting: {controls.error}")
-    # While training, only the live area reruns, on a timer that slows down as more sessions train.
-    poll = min(0.3 + 0.1 * Session.active_trainers(), 3.0) if session.job is not None else None
+    # While training, only the live area reruns, on a timer that slows down as more sessions train:
+    # a server that falls behind its reruns drops their output, so polling must stay well within its means.
+    poll = min(0.3 + 0.15 * Session.active_trainers(), 5.0) if session.job is not None else None
     st.fragment(live, run_every=poll)(session, controls, dataset)
     downloads(session.run)
     run_history(session)
@@ -176,16 +177,23 @@ def test_image_grid(session: Session, dataset, presenter: bool, training: bool) 
     if mode == "random sample" and cols[2].button("New sample", icon=":material/casino:", key="grid_resample"):
         st.session_state.grid_seed = int(st.session_state.get("grid_seed", 0)) + 1
     labels, names = dataset.test_labels, dataset.class_names
-    model = session.display_model  # during training: as after the last finished epoch
-    indices = pick_images(model, dataset.test_images, labels, mode, count, klass, int(st.session_state.get("grid_seed", 0)))
+    seed = int(st.session_state.get("grid_seed", 0))
+    # The page is redrawn several times an epoch while training: the grid changes only with the model.
+    key = (session.run.id, len(session.run.records), session.job is None, mode, count, klass, seed, presenter)
+    cached = session.cache.get("grid")
+    if cached is None or cached[0] != key:
+        model = session.display_model  # during training: as after the last finished epoch
+        indices = pick_images(model, dataset.test_images, labels, mode, count, klass, seed)
+        probs = softmax(model.image_logits(dataset.test_images[indices]))  # (count, 10)
+        titles = [(names[labels[i]], names[p], labels[i] == p) for i, p in zip(indices, probs.argmax(axis=1))]
+        size, per_row = (130, 6) if presenter else (76, 9)
+        html = charts.image_grid_html(dataset.test_images[indices], titles, size, per_row) if len(indices) else ""
+        session.cache["grid"] = cached = (key, indices, probs, html)
+    _, indices, probs, html = cached
     if not len(indices):
         st.info("Every test image is classified correctly." if mode == "misclassified" else "No images to show.")
         return
-    probs = softmax(model.image_logits(dataset.test_images[indices]))  # (count, 10)
-    preds = probs.argmax(axis=1)
-    titles = [(names[labels[i]], names[p], labels[i] == p) for i, p in zip(indices, preds)]
-    size, per_row = (130, 6) if presenter else (76, 9)
-    st.html(charts.image_grid_html(dataset.test_images[indices], titles, size, per_row))
+    st.html(html)
     if training:
         return  # the probability chart waits for the end of training: one chart less to redraw per epoch
     left, right = st.columns([1, 3])
