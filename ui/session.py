@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -114,6 +115,10 @@ class Session:
 
     _active = 0  # training threads of this process, to pace the pages' polling
     _active_lock = threading.Lock()
+    # Epochs computed at the same time in this process: one per core. Thirty threads computing at once
+    # would starve the server's own thread of the GIL (pages stop updating); taking turns epoch by
+    # epoch costs no throughput and every session still moves forward.
+    _slots = threading.Semaphore(max(1, os.cpu_count() or 1))
 
     def __init__(self) -> None:
         self.trainer: Trainer | None = None
@@ -123,6 +128,7 @@ class Session:
         self.generation = 0  # bumped by Stop, Reset, Train, Continue: a thread of an older job stops
         self.lock = threading.Lock()
         self.progress = (0, 1)  # samples done in the epoch being trained, and in all
+        self.waiting = False  # True while the next epoch waits for a free core
         self.shown: SoftmaxRegression | None = None  # a copy of the model after the last finished epoch
         self.redraw = False  # a job ended: the whole page (history, buttons) needs drawing again
         self.pace = 0.0  # seconds an epoch takes at least (slow motion for a class)
@@ -237,8 +243,15 @@ class Session:
 
         trainer = self.trainer
         started, count = time.monotonic(), 0
+        epochs = trainer.run(job.config, check, start=job.done)
         try:
-            for record in trainer.run(job.config, check, start=job.done):
+            while True:
+                self.waiting = True
+                with Session._slots:
+                    self.waiting = False
+                    record = next(epochs, None)
+                if record is None:
+                    break
                 count += 1
                 run.records.append(record)
                 job.done += 1

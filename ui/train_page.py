@@ -66,7 +66,8 @@ def live(session: Session, controls: Controls, dataset) -> None:
     draw_status(st.container(), run)
     if job is not None:
         done, total = session.progress
-        st.progress(done / total, text=f"Epoch {run.trained_epochs + 1} ({job.done + 1} of {job.config.epochs}): {done:,} / {total:,} images")
+        where = "waiting for a free core (other sessions are training)" if session.waiting and done in (0, total) else f"{done:,} / {total:,} images"
+        st.progress(done / total, text=f"Epoch {run.trained_epochs + 1} ({job.done + 1} of {job.config.epochs}): {where}")
     draw_metrics(st.container(), run)
     overlay_ids = st.session_state.get("overlay", [])
     overlays = [r for r in session.runs if r.id in overlay_ids and r is not run]
