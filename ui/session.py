@@ -115,10 +115,10 @@ class Session:
 
     _active = 0  # training threads of this process, to pace the pages' polling
     _active_lock = threading.Lock()
-    # Epochs computed at the same time in this process: one per core. Thirty threads computing at once
-    # would starve the server's own thread of the GIL (pages stop updating); taking turns epoch by
-    # epoch costs no throughput and every session still moves forward.
-    _slots = threading.Semaphore(max(1, os.cpu_count() or 1))
+    # Epochs computed at the same time in this process: one core is left to the server. Thirty threads
+    # computing at once starve the server's own threads of the GIL (pages stop updating); taking turns
+    # epoch by epoch costs little throughput and every session still moves forward.
+    _slots = threading.Semaphore(max(1, (os.cpu_count() or 1) - 1))
 
     def __init__(self) -> None:
         self.trainer: Trainer | None = None

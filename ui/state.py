@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import logging
 import os
+import sys
 
 import streamlit as st
 from threadpoolctl import threadpool_limits
@@ -20,6 +21,9 @@ _LOG = logging.getLogger(__name__)
 # Sessions train side by side (and beside the browser on a laptop): one BLAS thread each is faster
 # than BLAS threads that wait for one another. Set once per server process, when this is imported.
 threadpool_limits(1, user_api="blas")
+# Training threads hold the GIL between NumPy calls; a shorter switch interval lets the server's event
+# loop and the page scripts in often enough to keep every student's page moving (default 5 ms).
+sys.setswitchinterval(0.001)
 
 
 def get_session() -> Session:

@@ -49,7 +49,7 @@ def render() -> None:
         st.error(f"Invalid setting: {controls.error}")
     # While training, only the live area reruns, on a timer that slows down as more sessions train:
     # a server that falls behind its reruns drops their output, so polling must stay well within its means.
-    poll = min(0.3 + 0.15 * Session.active_trainers(), 5.0) if session.job is not None else None
+    poll = min(0.3 * max(1, Session.active_trainers()), 10.0) if session.job is not None else None
     st.fragment(live, run_every=poll)(session, controls, dataset)
     downloads(session.run)
     run_history(session)
