@@ -40,19 +40,18 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:  # a standalone script: the package is used from the checkout
-    sys.path.insert(0, str(REPO))
+for _folder in (REPO, Path(__file__).resolve().parent):  # a standalone script: the package from the checkout, its helper
+    if str(_folder) not in sys.path:
+        sys.path.insert(0, str(_folder))
+
+from streamlit_server import StreamlitServer, close_all  # noqa: E402
 
 from softmax_core.data import ENV_DATA_DIR, FILES, DataError, search_roots  # noqa: E402  (no NumPy work)
 
@@ -75,12 +74,10 @@ STREAMLIT_FLAGS = [
     "--server.address",
     "127.0.0.1",
 ]
-RESERVED_PORTS = range(8600, 8700)  # used by others on this machine
 EMPTY_APP = 'import streamlit as st; st.title("Empty")\n'
 TARGET_OPEN_RATIO = 1.5  # dashboard page open <= 1.5x the empty page's
 TARGET_TRAIN_SECONDS = 2.0  # click Train -> "epoch 5, loss" in the DOM
 EPOCHS = 5  # the lesson's default, what Train runs
-HEALTH_TIMEOUT = 60.0
 READY_TIMEOUT_MS = 90_000
 TRAIN_TIMEOUT_MS = 30_000  # a round that takes longer is reported as failed
 
@@ -139,102 +136,10 @@ CLICK_AND_OBSERVE = """(epochs) => {
 }"""
 
 
-# ---------------------------------------------------------------- servers
-
-
-class Server:
-    """A `streamlit run SCRIPT` in its own process group, on a free port, its output in a temp file."""
-
-    def __init__(self, script: str, cwd: Path, env: dict[str, str]) -> None:
-        self.script, self.cwd, self.env = script, cwd, env
-        self.proc: subprocess.Popen | None = None
-        self.port = 0
-        self.log = tempfile.NamedTemporaryFile(prefix="bench_dashboard_", suffix=".log", delete=False)  # noqa: SIM115
-        self.seconds_to_health = float("nan")
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/"
-
-    def start(self) -> Server:
-        """Start the process and wait for /_stcore/health; another free port if the first one was taken."""
-        for _ in range(3):
-            self.port = free_port()
-            cmd = [sys.executable, "-m", "streamlit", "run", self.script, "--server.port", str(self.port), *STREAMLIT_FLAGS]
-            started = time.perf_counter()
-            self.proc = subprocess.Popen(
-                cmd, cwd=self.cwd, env=self.env, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
-            )
-            LIVE_SERVERS.append(self)
-            if self._wait_healthy():
-                self.seconds_to_health = time.perf_counter() - started
-                return self
-            self.stop()  # died (port taken in the meantime?) or never answered: try once more
-        raise RuntimeError(f"`streamlit run {self.script}` did not start; its output:\n{self.output()[-3000:]}")
-
-    def _wait_healthy(self) -> bool:
-        deadline = time.monotonic() + HEALTH_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                return False
-            try:
-                with urllib.request.urlopen(f"{self.url}_stcore/health", timeout=2) as answer:
-                    if answer.status == 200:
-                        return True
-            except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
-                pass
-            time.sleep(0.02)
-        return False
-
-    def output(self) -> str:
-        try:
-            return Path(self.log.name).read_text(errors="replace")
-        except OSError:
-            return ""
-
-    def stop(self) -> None:
-        """End the whole process group: SIGTERM, then SIGKILL after 5 s."""
-        proc = self.proc
-        if proc is not None and proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=5)
-        if proc is not None:  # children left in the group (none expected) go too
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
-        if self in LIVE_SERVERS:
-            LIVE_SERVERS.remove(self)
-
-    def close(self) -> None:
-        self.stop()
-        self.log.close()
-        with contextlib.suppress(OSError):
-            os.unlink(self.log.name)
-
-
-LIVE_SERVERS: list[Server] = []
-
-
-def free_port() -> int:
-    """A port the OS hands out (never one of 8600-8699)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        if port not in RESERVED_PORTS:
-            return port
-    raise RuntimeError("no free port outside 8600-8699")
-
-
 # ---------------------------------------------------------------- measurements
 
 
-def open_page(browser, server: Server, kind: str) -> dict[str, object]:
+def open_page(browser, server: StreamlitServer, kind: str) -> dict[str, object]:
     """Open the server's page in a fresh context; ms from navigation start until the page is usable."""
     context = browser.new_context()
     try:
@@ -255,9 +160,14 @@ def open_page(browser, server: Server, kind: str) -> dict[str, object]:
         context.close()
 
 
+def dashboard_server(script: str, cwd: Path, env: dict[str, str]) -> StreamlitServer:
+    """A `streamlit run SCRIPT` as this benchmark starts it (not yet started)."""
+    return StreamlitServer(script, cwd, env, STREAMLIT_FLAGS, log_prefix="bench_dashboard_", poll=0.02)
+
+
 def page_open_round(browser, kind: str, script: str, cwd: Path, env: dict[str, str]) -> dict[str, object]:
     """One fresh server, one page open, server ended."""
-    server = Server(script, cwd, env)
+    server = dashboard_server(script, cwd, env)
     try:
         server.start()
         return open_page(browser, server, kind)
@@ -265,7 +175,7 @@ def page_open_round(browser, kind: str, script: str, cwd: Path, env: dict[str, s
         server.close()
 
 
-def train_round(browser, server: Server) -> dict[str, object]:
+def train_round(browser, server: StreamlitServer) -> dict[str, object]:
     """A fresh page on the dashboard: load, rest, click Train inside the page, times of the epoch lines."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout  # noqa: PLC0415
 
@@ -412,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
                     )
 
             print(f"\n(B) Train -> epoch k in the DOM, ms after the in-page click, {args.repeats} fresh pages on one server:")
-            server = Server("dashboard.py", REPO, env)
+            server = dashboard_server("dashboard.py", REPO, env)
             try:
                 server.start()
                 for i in range(args.repeats):
@@ -432,8 +342,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {err}", file=sys.stderr)
             return 1
         finally:
-            for live in list(LIVE_SERVERS):
-                live.close()
+            close_all()
             if browser is not None:
                 with contextlib.suppress(Exception):
                     browser.close()

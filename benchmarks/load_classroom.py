@@ -49,27 +49,24 @@ import os
 import re
 import resource
 import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+for _folder in (REPO, Path(__file__).resolve().parent):  # the package from the checkout; its helper (also when loaded by file path)
+    if str(_folder) not in sys.path:
+        sys.path.insert(0, str(_folder))
+
+from streamlit_server import StreamlitServer  # noqa: E402
 
 EPOCHS = 5  # the lesson's default, what Train queues
 TARGET_PEAK_MB = 1024.0
 TARGET_PER_SESSION_MB = 15.0
-RESERVED_PORTS = range(8600, 8700)  # other helpers run servers there
 STREAMLIT_FLAGS = ["--server.headless", "true", "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"]
-HEALTH_TIMEOUT = 60.0
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
 EPOCH_LINE = re.compile(r"^epoch (\d+), loss ")
@@ -85,17 +82,6 @@ TRAIN_VISIBLE = """() => {
 
 
 # ---------------------------------------------------------------- the server
-
-
-def free_port() -> int:
-    """A port the OS hands out (never one of 8600-8699)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        if port not in RESERVED_PORTS:
-            return port
-    raise RuntimeError("no free port outside 8600-8699")
 
 
 def proc_status(pid: int) -> dict[str, float]:
@@ -121,84 +107,9 @@ def proc_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-class Server:
-    """`python -m streamlit run dashboard.py` in its own process group, on a free port, output in a temp file."""
-
-    def __init__(self, env: dict[str, str]) -> None:
-        self.env = env
-        self.proc: subprocess.Popen | None = None
-        self.port = 0
-        self.log = tempfile.NamedTemporaryFile(prefix="load_classroom_", suffix=".log", delete=False)  # noqa: SIM115
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/"
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/_stcore/stream"
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def start(self) -> Server:
-        """Start it and wait for /_stcore/health; another free port if the first one was taken."""
-        for _ in range(3):
-            self.port = free_port()
-            cmd = [sys.executable, "-m", "streamlit", "run", "dashboard.py", "--server.port", str(self.port), *STREAMLIT_FLAGS]
-            self.proc = subprocess.Popen(cmd, cwd=REPO, env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, start_new_session=True)
-            if self._wait_healthy():
-                return self
-            self.stop()
-        raise RuntimeError(f"`streamlit run dashboard.py` did not start; its output:\n{self.output()[-3000:]}")
-
-    def _wait_healthy(self) -> bool:
-        deadline = time.monotonic() + HEALTH_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                return False
-            try:
-                with urllib.request.urlopen(f"{self.url}_stcore/health", timeout=2) as answer:
-                    if answer.status == 200:
-                        return True
-            except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
-                pass
-            time.sleep(0.05)
-        return False
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def output(self) -> str:
-        try:
-            return Path(self.log.name).read_text(errors="replace")
-        except OSError:
-            return ""
-
-    def stop(self) -> None:
-        """End the server's process group: SIGTERM, then SIGKILL after 5 s."""
-        proc = self.proc
-        if proc is None:
-            return
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=5)
-        with contextlib.suppress(ProcessLookupError, PermissionError):  # anything left in its group
-            os.killpg(proc.pid, signal.SIGKILL)
-
-    def close(self) -> None:
-        self.stop()
-        self.log.close()
-        with contextlib.suppress(OSError):
-            os.unlink(self.log.name)
+def dashboard_server(env: dict[str, str]) -> StreamlitServer:
+    """`python -m streamlit run dashboard.py` in its own process group, on a free port, output in a temp file (not yet started)."""
+    return StreamlitServer("dashboard.py", REPO, env, STREAMLIT_FLAGS, log_prefix="load_classroom_", poll=0.05)
 
 
 # ---------------------------------------------------------------- one emulated browser session
@@ -536,7 +447,7 @@ def run_load(sessions: int = 30, data_dir: str | Path | None = None, timeout: fl
     os.environ["SOFTMAX_DATA_DIR"] = str(root)  # the reference below loads the same files as the server
     tmp = tempfile.TemporaryDirectory(prefix="load_classroom_")
     env = {**os.environ, "SOFTMAX_DATA_DIR": str(root), "SOFTMAX_RUNS_DB": str(Path(tmp.name) / "runs.sqlite3")}
-    server = Server(env)
+    server = dashboard_server(env)
     out: dict = {"sessions": sessions, "timeout_s": timeout, "cpus": os.cpu_count(), "load_avg_start": os.getloadavg()}
     try:
         started = time.perf_counter()
@@ -568,7 +479,7 @@ def run_load(sessions: int = 30, data_dir: str | Path | None = None, timeout: fl
     return out
 
 
-async def _drive(server: Server, n: int, timeout: float, stall: float, page_check: bool, out: dict, log) -> None:
+async def _drive(server: StreamlitServer, n: int, timeout: float, stall: float, page_check: bool, out: dict, log) -> None:
     pid = server.pid
     # Warm-up: one session alone (the first one pays for the app's imports and the data load).
     t_warm = time.perf_counter()
