@@ -5,6 +5,9 @@
   server dies (at start or during the tests), the test fails with the server's log.
 - `browser` (session): Debian's Chromium (/usr/bin/chromium) through Playwright's sync API.
 - `page` (function): a fresh browser context (a new Streamlit session) at 1280×720 per test.
+- `start_dashboards` (function): a factory, `start_dashboards(n, runs_db)`, for tests that need servers of
+  their own: n more `streamlit run dashboard.py` processes on free ports sharing SOFTMAX_RUNS_DB=runs_db
+  (e.g. two replicas on one SQLite file); all stopped after the test.
 
 Nothing here skips: a missing Chromium, Playwright or data set fails the test with what to do.
 """
@@ -20,7 +23,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -100,6 +103,14 @@ def _stop(process: subprocess.Popen) -> None:
             process.wait(timeout=10)
 
 
+def _server_command(port: int) -> list[str]:
+    return [
+        sys.executable, "-m", "streamlit", "run", "dashboard.py",
+        "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1",
+        "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false",
+    ]
+
+
 @pytest.fixture(scope="session")
 def dashboard_server() -> Iterator[DashboardServer]:
     """`streamlit run dashboard.py` on a free port, with the real data; yields the server (str() is the base URL)."""
@@ -109,11 +120,7 @@ def dashboard_server() -> Iterator[DashboardServer]:
     log_path = log_dir / "server.log"
     # The runs the tests make go to a run store of their own, removed afterwards.
     env = {**os.environ, "SOFTMAX_DATA_DIR": data_dir, "SOFTMAX_RUNS_DB": str(log_dir / "runs.sqlite3"), "PYTHONUNBUFFERED": "1"}
-    command = [
-        sys.executable, "-m", "streamlit", "run", "dashboard.py",
-        "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1",
-        "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false",
-    ]
+    command = _server_command(port)
     with open(log_path, "wb") as log:
         process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
@@ -122,6 +129,38 @@ def dashboard_server() -> Iterator[DashboardServer]:
         yield DashboardServer(process, url, log_path)
     finally:
         _stop(process)
+        shutil.rmtree(log_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def start_dashboards() -> Iterator[Callable[[int, Path], list[DashboardServer]]]:
+    """A factory: `start_dashboards(n, runs_db)` starts n dashboard servers (free ports, the real data) that share
+    the run store SOFTMAX_RUNS_DB=runs_db, waits until every one answers and returns them; all stop after the test."""
+    data_dir = _require_data_dir()
+    started: list[subprocess.Popen] = []
+    log_dir = Path(tempfile.mkdtemp(prefix="e2e-streamlit-extra-"))
+
+    def start(n: int, runs_db: Path) -> list[DashboardServer]:
+        env = {**os.environ, "SOFTMAX_DATA_DIR": data_dir, "SOFTMAX_RUNS_DB": str(runs_db), "PYTHONUNBUFFERED": "1"}
+        launched = []
+        for _ in range(n):  # all launched first, then waited for: the imports overlap
+            port = _free_port()
+            while any(server.url.endswith(f":{port}") for server in launched):  # not given twice in a row
+                port = _free_port()
+            log_path = log_dir / f"server-{port}.log"
+            with open(log_path, "wb") as log:
+                process = subprocess.Popen(_server_command(port), cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            started.append(process)
+            launched.append(DashboardServer(process, f"http://127.0.0.1:{port}", log_path))
+        for server in launched:
+            _wait_healthy(server.process, server.url, server.log_path)
+        return launched
+
+    try:
+        yield start
+    finally:
+        for process in started:
+            _stop(process)
         shutil.rmtree(log_dir, ignore_errors=True)
 
 
