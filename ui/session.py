@@ -49,21 +49,22 @@ class Run:
     def summary(self) -> dict:
         """A row for the run table."""
         last = self.records[-1] if self.records else None
-        return {
+        return {  # the figures a class compares first, the settings after them
             "run": self.id,
-            "data set": self.setup.dataset,
+            "status": self.status,
+            "epochs": self.trained_epochs,
+            "test acc": last.test_acc if last else None,
+            "train acc": last.train_acc if last and last.epoch else None,
+            "train loss": last.train_loss if last and last.epoch else None,
             "lr": self.config.lr,
             "batch": self.config.batch_size,
             "momentum": self.config.momentum,
             "weight decay": self.config.weight_decay,
             "schedule": self.config.schedule,
+            "softmax": self.config.softmax,
             "seed": self.setup.seed,
             "σ": self.setup.sigma,
-            "epochs": self.trained_epochs,
-            "status": self.status,
-            "train loss": last.train_loss if last and last.epoch else None,
-            "train acc": last.train_acc if last and last.epoch else None,
-            "test acc": last.test_acc if last else None,
+            "data set": self.setup.dataset,
             "seconds": round(sum(r.seconds for r in self.records[1:]), 2),
         }
 
