@@ -100,8 +100,9 @@ def overflow_section(X: np.ndarray) -> None:
     notes = explain.overflow_notes(big)
     with notes_area:
         st.write("")  # line the boxes up with the tables
-        if broken.any():
-            st.error("\n\n".join(notes), icon=":material/warning:")
+        if broken.any():  # only the rows that overflow are the error
+            for row_broken, note in zip(broken, notes):
+                (st.error if row_broken else st.info)(note, icon=":material/warning:" if row_broken else ":material/info:")
         else:
             st.info("\n\n".join(notes) + "\n\nTry a larger factor or a new draw to see the overflow.", icon=":material/info:")
         st.success(
