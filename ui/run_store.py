@@ -91,9 +91,8 @@ def open_store(url: str | None = None) -> RunStore:
         if not rest.startswith("/") or rest == "/":  # SQLAlchemy's form: three slashes, then the path
             raise RunStoreError(f"Cannot read the run store URL {url!r}: write sqlite:///runs.db (relative) or sqlite:////abs/path/runs.db.")
         return SQLiteRunStore(rest[1:])
-    if scheme in ("postgresql", "postgres") or scheme.startswith("postgresql+"):
-        raise RunStoreError(f"PostgreSQL run stores are not bundled yet ({ENV_RUNS_DB} or the URL asks for {scheme}://). "
-                            "Use a SQLite file instead, e.g. sqlite:////var/lib/softmax/runs.sqlite3, or a bare path.")
+    if scheme in ("postgresql", "postgres"):
+        return PostgresRunStore(url)
     raise RunStoreError(f"Unknown run store URL scheme {scheme}:// (the URL is not repeated: it may hold a password). "
                         "Use sqlite:///path or a bare path.")
 
@@ -137,18 +136,7 @@ class SQLiteRunStore:
             return []
         with self._lock:
             rows = self._run(lambda conn: conn.execute(f"SELECT run_id, data FROM {TABLE} WHERE owner = ? ORDER BY run_id", (owner,)).fetchall())
-        runs = []
-        for run_id, data in rows:
-            try:
-                run = json.loads(data)
-            except (TypeError, ValueError) as err:
-                log.warning("run store %s: run %s of an owner is not valid JSON (%s); skipped", self.path, run_id, err)
-                continue
-            if isinstance(run, dict) and run.get("id") == run_id:
-                runs.append(run)
-            else:
-                log.warning("run store %s: run %s of an owner does not hold a run with that id; skipped", self.path, run_id)
-        return runs
+        return _runs_from_rows(rows, self.path)
 
     def delete(self, owner: str, run_id: int) -> None:
         """Remove one of the owner's runs (nothing happens when there is none)."""
@@ -250,6 +238,101 @@ class SQLiteRunStore:
         if code == "SQLITE_FULL" or "full" in text:
             return f"{where}: the disk is full ({text}). Free some space; runs are not kept meanwhile."
         return f"{where} failed ({text}). Check the file, or set {ENV_RUNS_DB} to another file; runs are not kept meanwhile."
+
+
+def _runs_from_rows(rows: list[tuple[int, str]], where: str) -> list[dict]:
+    """The runs in (run_id, JSON text) rows; unreadable rows are skipped with a warning in the log."""
+    runs = []
+    for run_id, data in rows:
+        try:
+            run = json.loads(data)
+        except (TypeError, ValueError) as err:
+            log.warning("run store %s: run %s of an owner is not valid JSON (%s); skipped", where, run_id, err)
+            continue
+        if isinstance(run, dict) and run.get("id") == run_id:
+            runs.append(run)
+        else:
+            log.warning("run store %s: run %s of an owner does not hold a run with that id; skipped", where, run_id)
+    return runs
+
+
+class PostgresRunStore:
+    """A RunStore in a PostgreSQL database, for several servers (replicas behind a load balancer) at once.
+
+    The same table and statements as the SQLite store (%s placeholders); one connection under a lock, opened
+    again after a dropped connection. Needs the `psycopg` package (`pip install "psycopg[binary]"`).
+    """
+
+    def __init__(self, url: str) -> None:
+        try:
+            import psycopg  # noqa: PLC0415 -- only servers that use PostgreSQL need it
+        except ImportError as err:
+            raise RunStoreError('A PostgreSQL run store needs the psycopg package: pip install "psycopg[binary]".') from err
+        self._psycopg, self._url = psycopg, url
+        self._lock = threading.Lock()
+        self._conn = None
+        with self._lock:
+            self._run(lambda conn: conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {TABLE} (owner TEXT NOT NULL, run_id BIGINT NOT NULL, "
+                "updated DOUBLE PRECISION NOT NULL, data TEXT NOT NULL, PRIMARY KEY (owner, run_id))"))
+
+    def __repr__(self) -> str:
+        return "PostgresRunStore(<url not shown>)"
+
+    def save(self, owner: str, run: dict) -> None:
+        """Insert or replace the owner's run with id run["id"], in one transaction."""
+        if not valid_token(owner):
+            raise RunStoreError("Runs were not saved: the session's owner token is malformed (make one with new_owner_token()).")
+        params = (owner, _run_id(run), time.time(), _dumps(run))
+        with self._lock:
+            self._run(lambda conn: conn.execute(
+                f"INSERT INTO {TABLE} (owner, run_id, updated, data) VALUES (%s, %s, %s, %s) "
+                "ON CONFLICT (owner, run_id) DO UPDATE SET updated = excluded.updated, data = excluded.data", params))
+
+    def load(self, owner: str) -> list[dict]:
+        """The owner's runs, ordered by id ([] for an unknown or invalid token)."""
+        if not valid_token(owner):
+            return []
+        with self._lock:
+            rows = self._run(lambda conn: conn.execute(f"SELECT run_id, data FROM {TABLE} WHERE owner = %s ORDER BY run_id", (owner,)).fetchall())
+        return _runs_from_rows(rows, "PostgreSQL")
+
+    def delete(self, owner: str, run_id: int) -> None:
+        """Remove one of the owner's runs."""
+        if valid_token(owner):
+            with self._lock:
+                self._run(lambda conn: conn.execute(f"DELETE FROM {TABLE} WHERE owner = %s AND run_id = %s", (owner, int(run_id))))
+
+    def clear(self, owner: str) -> None:
+        """Remove all of the owner's runs."""
+        if valid_token(owner):
+            with self._lock:
+                self._run(lambda conn: conn.execute(f"DELETE FROM {TABLE} WHERE owner = %s", (owner,)))
+
+    def close(self) -> None:
+        """Close the connection (a later call reopens it)."""
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def _run(self, operation: Callable):
+        """operation(connection) in one transaction (autocommit off); errors become RunStoreError."""
+        psycopg = self._psycopg
+        for attempt in (1, 2):  # once more on a fresh connection if the old one was dropped
+            try:
+                if self._conn is None or self._conn.closed:
+                    self._conn = psycopg.connect(self._url, connect_timeout=10)
+                with self._conn.transaction():
+                    return operation(self._conn)
+            except psycopg.OperationalError as err:
+                self._conn = None
+                if attempt == 2:
+                    raise RunStoreError(f"The PostgreSQL run store cannot be reached ({type(err).__name__}); check the server "
+                                        f"and {ENV_RUNS_DB}; runs are not kept meanwhile.") from err
+            except psycopg.Error as err:
+                raise RunStoreError(f"The PostgreSQL run store failed ({type(err).__name__}: {err}); runs are not kept meanwhile.") from err
+        raise AssertionError("unreachable")
 
 
 def _run_id(run: dict) -> int:
