@@ -107,6 +107,9 @@ class Job:
         return self.config.epochs - self.done
 
 
+DRAW_WAIT = 0.4  # seconds an epoch waits for the page to draw the one before (a closed or hidden page: no more)
+
+
 class Session:
     """A browser session's model, trainer and runs; queued epochs train in a background thread.
 
@@ -130,6 +133,7 @@ class Session:
         self.lock = threading.Lock()
         self.progress = (0, 1)  # samples done in the epoch being trained, and in all
         self.waiting = False  # True while the next epoch waits for a free core
+        self.drawn = -1  # the last epoch the page has drawn: training waits a moment for it, one point per epoch
         self.shown: SoftmaxRegression | None = None  # a copy of the model after the last finished epoch
         self.redraw = False  # a job ended: the whole page (history, buttons) needs drawing again
         self.pace = 0.0  # seconds an epoch takes at least (slow motion for a class)
@@ -261,8 +265,10 @@ class Session:
                     run.status, run.message = "finished", ""
                     self.job, self.redraw = None, True
                 self.changed(run)
-                while time.monotonic() - started < self.pace * count and self.job is job:
-                    time.sleep(0.05)  # slow motion: a class can follow each epoch
+                shown_by = time.monotonic() + DRAW_WAIT  # outside the slot: other sessions train meanwhile
+                while self.job is job and (self.drawn < record.epoch and time.monotonic() < shown_by
+                                           or time.monotonic() - started < self.pace * count):
+                    time.sleep(0.01)  # the page draws every epoch; in slow motion a class can follow each one
         except TrainingDiverged as err:
             run.status, run.message = "diverged", str(err)
             if self.job is job:

@@ -49,7 +49,8 @@ def render() -> None:
         st.error(f"Invalid setting: {controls.error}")
     # While training, only the live area reruns, on a timer that slows down as more sessions train:
     # a server that falls behind its reruns drops their output, so polling must stay well within its means.
-    poll = min(0.3 * max(1, Session.active_trainers()), 10.0) if session.job is not None else None
+    active = Session.active_trainers()
+    poll = (0.1 if active <= 1 else min(0.3 * active, 10.0)) if session.job is not None else None
     st.fragment(live, run_every=poll)(session, controls, dataset)
     downloads(session.run)
     run_history(session)
@@ -62,6 +63,7 @@ def live(session: Session, controls: Controls, dataset) -> None:
         session.redraw = False
         st.rerun()
     run, job = session.run, session.job
+    session.drawn = run.trained_epochs
     # Drawn in page order, no empty placeholders first: each element replaces its old self in place.
     draw_status(st.container(), run)
     if job is not None:
