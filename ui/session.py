@@ -107,7 +107,7 @@ class Job:
         return self.config.epochs - self.done
 
 
-DRAW_WAIT = 0.4  # seconds an epoch waits for the page to draw the one before (a closed or hidden page: no more)
+DRAW_WAIT = 0.15  # seconds an epoch waits for the page to draw the one before (a closed or hidden page: no more)
 
 
 class Session:
