@@ -13,7 +13,7 @@ st.set_page_config(
     initial_sidebar_state="collapsed" if presenting else "auto",
 )
 session = get_session()
-connect_store(session)  # a reload on any page brings this session's runs back
+connect_store(session)  # a reload on any page brings this session's runs back (before any new model is made)
 st.query_params["sid"] = owner_token()  # every page's address leads back to them
 page = st.navigation(
     [

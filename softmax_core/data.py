@@ -11,7 +11,6 @@ import tempfile
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -349,7 +348,7 @@ def _short(err: BaseException) -> str:
     return f"{type(err).__name__}: {text[0][:200]}" if text else type(err).__name__
 
 
-@contextmanager
+@contextlib.contextmanager
 def _quiet(logger: logging.Logger) -> Iterator[None]:
     """Silence pooch's "Downloading data from ..." lines: the core never prints, progress goes to the callback."""
     level = logger.level

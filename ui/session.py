@@ -96,15 +96,10 @@ class Run:
 
 @dataclass
 class Job:
-    """Training asked for but not finished: survives reruns, so a slider move does not stop it."""
+    """Training asked for and not finished yet (its thread trains it in the background)."""
 
     config: TrainConfig
     done: int = 0  # epochs of config.epochs already trained
-
-    @property
-    def remaining(self) -> int:
-        """Epochs still to train."""
-        return self.config.epochs - self.done
 
 
 DRAW_WAIT = 0.15  # seconds an epoch waits for the page to draw the one before (a closed or hidden page: no more)

@@ -9,13 +9,13 @@ from dataclasses import replace
 import numpy as np
 import streamlit as st
 
-from softmax_core import ModelFileError, SoftmaxRegression, softmax
+from softmax_core import ModelFileError, SoftmaxRegression, TrainConfig, softmax
 
 from . import charts
 from .controls import Controls, sidebar_controls
 from .data import dataset_or_help
 from .session import Run, Session
-from .state import connect_store, forget_runs, get_session, owner_token, presenter_css
+from .state import forget_runs, get_session, owner_token, presenter_css
 
 GRID_MODES = ("first images", "random sample", "misclassified", "one class")
 
@@ -36,7 +36,6 @@ def render() -> None:
         f"{dataset.title} ({len(dataset.train_images):,} training and {len(dataset.test_images):,} test images, "
         f"from `{dataset.source}`) · W (784×10) ~ Normal(0, σ²), b = 0 · softmax · cross-entropy · minibatch SGD"
     )
-    connect_store(session)  # before any new model, so restored run numbers are not reused
     if session.store_problem:
         st.caption(f":material/cloud_off: Runs are kept for this browser tab only: {session.store_problem}")
     run = session.run
@@ -80,10 +79,8 @@ def live(session: Session, controls: Controls, dataset) -> None:
     test_image_grid(session, dataset, controls.presenter, training=job is not None)
 
 
-def run_config(run: Run | None):
+def run_config(run: Run | None) -> TrainConfig:
     """The config of the run, or the lesson's defaults."""
-    from softmax_core import TrainConfig  # noqa: PLC0415
-
     return run.config if run else TrainConfig()
 
 
