@@ -2,7 +2,7 @@
 
 Usage: python benchmarks/bench_epoch.py [--repeats N] [--json out.json] [--data-dir ROOT]
 
-In one run, with medians over --repeats timed rounds after --warmup untimed ones (the three epochs
+In one run, with medians over --repeats timed rounds after --warmup untimed ones (the four epochs
 are interleaved within each round, so drift in the machine's speed hits them alike):
 
 (a) bound     the forward and backward matrix products alone, X_b @ W (k, 10) and X_b.T @ G (784, 10),
@@ -17,6 +17,11 @@ are interleaved within each round, so drift in the machine's speed hits them ali
               indexing, the lesson's accuracy, a hand-written gradient of the summed loss, d2l.sgd,
               and an Accumulator of Python floats. float32 throughout.
 (d) memory    peak resident memory (max RSS of the child) of `python -m softmax_core --epochs 5`.
+(e) floor     (a) plus what no epoch that reshuffles can skip: each batch's rows gathered from the uint8
+              images in a fresh random order and converted to float32, then the same two products, and
+              nothing else (no softmax, loss, accuracy or update). floor / textbook above 0.5 means that
+              no NumPy epoch can reach the 0.5x target on this machine; floor / bound says how much of
+              the 1.5x allowance the gather alone takes.
 
 A sanity line checks that (b) and (c) compute the same thing: one epoch of each from the same W, b and
 the same permutation must give train losses within 1e-3. The targets (core <= 1.5x bound, core <=
@@ -65,6 +70,23 @@ def bound_epoch(X: np.ndarray, W: np.ndarray, G: np.ndarray, batch_size: int) ->
         k = len(xb)
         np.matmul(xb, W, out=z[:k])
         np.matmul(xb.T, G[:k], out=grad_W)
+
+
+# ---------------------------------------------------------------- (e) the floor of a reshuffled epoch
+
+
+def floor_epoch(images: np.ndarray, W: np.ndarray, G: np.ndarray, batch_size: int, order: np.ndarray) -> None:
+    """Only what every reshuffled epoch must do: gather and convert each batch of uint8 rows, then the two products."""
+    pixels = np.empty((batch_size, images.shape[1]), dtype=np.uint8)
+    xb_buf = np.empty((batch_size, images.shape[1]), dtype=np.float32)
+    z = np.empty((batch_size, W.shape[1]), dtype=np.float32)
+    grad_W = np.empty_like(W)
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        k = len(idx)
+        np.copyto(xb_buf[:k], np.take(images, idx, axis=0, out=pixels[:k], mode="clip"))
+        np.matmul(xb_buf[:k], W, out=z[:k])
+        np.matmul(xb_buf[:k].T, G[:k], out=grad_W)
 
 
 # ---------------------------------------------------------------- (c) the textbook port
@@ -285,6 +307,7 @@ def main(argv: list[str] | None = None) -> int:
         "bound": lambda: bound_epoch(X_float, W_bound, G_bound, batch),
         "core": lambda: trainer._epoch(config, lr, None),  # the training pass of Trainer.run, no test evaluation
         "textbook": lambda: textbook_epoch(images, dataset.train_labels, W_text, b_text, lr, batch, text_rng.permutation(n)),
+        "floor": lambda: floor_epoch(images, W_bound, G_bound, batch, text_rng.permutation(n)),
     }
     for _ in range(args.warmup):
         for fn in epochs.values():
@@ -296,7 +319,9 @@ def main(argv: list[str] | None = None) -> int:
     median = {name: statistics.median(values) for name, values in times.items()}
 
     print(f"\nseconds per epoch, median of {args.repeats} (min-max):")
-    for name, label in (("bound", "(a) bound: matmuls only"), ("core", "(b) core Trainer._epoch"), ("textbook", "(c) textbook NumPy port")):
+    rows = (("bound", "(a) bound: matmuls only"), ("core", "(b) core Trainer._epoch"), ("textbook", "(c) textbook NumPy port"),
+            ("floor", "(e) floor: gather + matmuls"))
+    for name, label in rows:
         print(f"  {label:26s} {median[name] * 1e3:8.1f} ms   ({min(times[name]) * 1e3:.1f}-{max(times[name]) * 1e3:.1f})")
     vs_bound = median["core"] / median["bound"]
     vs_textbook = median["core"] / median["textbook"]
@@ -310,6 +335,13 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"core / textbook = {vs_textbook:5.2f}x   target <= {TARGET_VS_TEXTBOOK}x   {verdict(vs_textbook <= TARGET_VS_TEXTBOOK)}"
         f"   (ratio of minima {min_vs_textbook:.2f}x)"
+    )
+    floor_vs_textbook = median["floor"] / median["textbook"]
+    floor_vs_bound = median["floor"] / median["bound"]
+    print(
+        f"floor / textbook = {floor_vs_textbook:4.2f}x, floor / bound = {floor_vs_bound:4.2f}x   "
+        f"(the gather and the products alone; {'above' if floor_vs_textbook > TARGET_VS_TEXTBOOK else 'within'} "
+        f"the {TARGET_VS_TEXTBOOK}x textbook target)"
     )
 
     peak_ok = memory["exit_status"] == 0 and memory["peak_rss_mb"] <= TARGET_PEAK_MB
@@ -331,6 +363,8 @@ def main(argv: list[str] | None = None) -> int:
             "core_over_textbook": vs_textbook,
             "core_over_bound_of_minima": min_vs_bound,
             "core_over_textbook_of_minima": min_vs_textbook,
+            "floor_over_textbook": floor_vs_textbook,
+            "floor_over_bound": floor_vs_bound,
             "memory": memory,
             "targets": {
                 "core_over_bound": [TARGET_VS_BOUND, vs_bound <= TARGET_VS_BOUND],
