@@ -18,12 +18,30 @@ from .session import Run, Session
 from .state import forget_runs, get_session, owner_token, presenter_css
 
 GRID_MODES = ("first images", "random sample", "misclassified", "one class")
+# A browser's first run of the page draws the controls and figures only; once the browser has them on
+# screen, a small script asks for the whole page.
+# (Any later run draws the whole page too, and the script gives up waiting after a few seconds.)
+PAINTED_JS = """
+export default function ({ setTriggerValue }) {
+  const started = performance.now();
+  const app = document.querySelector('[data-testid="stApp"]');
+  const drawn = () => app && app.getAttribute('data-test-script-state') === 'notRunning'
+    && !document.querySelector('[data-testid="stSkeleton"]');
+  const check = () => {
+    if (!drawn() && performance.now() - started < 3000) return requestAnimationFrame(check);
+    requestAnimationFrame(() => setTimeout(() => setTriggerValue('painted', true), 0));  // once that frame is shown
+  };
+  requestAnimationFrame(check);
+}
+"""
+painted_signal = st.components.v2.component("first_paint", js=PAINTED_JS)
 
 
 def render() -> None:
     """Draw the page; while a job trains in the background, the live area polls it and redraws in place."""
     session = get_session()
     session.redraw = False  # this run draws the whole page
+    light = first_paint()
     controls = sidebar_controls(extra_query={"sid": owner_token()})
     presenter_css(controls.presenter)
     st.title("Softmax regression from scratch")
@@ -50,14 +68,29 @@ def render() -> None:
     # a server that falls behind its reruns drops their output, so polling must stay well within its means.
     active = Session.active_trainers()
     poll = (0.1 if active <= 1 else min(0.3 * active, 10.0)) if session.job is not None else None
-    st.fragment(live, run_every=poll)(session, controls, dataset)
+    st.fragment(live, run_every=poll)(session, controls, dataset, light)
+    if light:
+        st.session_state.drawn_light = True
+        painted_signal(key="first_paint", on_painted_change=lambda: None, height=0)
+        return
     downloads(session.run)
     run_history(session)
     model_files(session, dataset, controls)
 
 
-def live(session: Session, controls: Controls, dataset) -> None:
-    """Status, progress, figures, curves, log lines and test images of the current run."""
+def first_paint() -> bool:
+    """True on a browser session's first run of this page, which draws only what makes the page usable.
+
+    A browser shows a new page only once it has loaded the code of every kind of element on it: the
+    Plotly charts, the log, the image grid and the sections below them kept the controls and figures off
+    the screen for seconds. The next run (the browser asks for it once it has drawn this one) draws the
+    whole page.
+    """
+    return not st.session_state.get("drawn_light", False)
+
+
+def live(session: Session, controls: Controls, dataset, light: bool = False) -> None:
+    """Status, progress, figures, curves, log lines and test images of the current run (light: no chart, log, images)."""
     if session.redraw:  # the job ended since the last full run: history, buttons and downloads changed
         session.redraw = False
         st.rerun()
@@ -74,6 +107,9 @@ def live(session: Session, controls: Controls, dataset) -> None:
     overlays = [r for r in session.runs if r.id in overlay_ids and r is not run]
     height = 460 if controls.presenter else 340
     font = 17 if controls.presenter else 13
+    if light:  # the chart's room: the page keeps its length when the chart comes
+        st.container(height=height, border=False)
+        return
     st.plotly_chart(charts.curves_figure(run, overlays, height, font), key="curves", config={"displaylogo": False})
     st.code("\n".join(log_lines(run)), language=None)
     test_image_grid(session, dataset, controls.presenter, training=job is not None)
