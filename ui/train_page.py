@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import csv
-import importlib
 import io
-import sys
-import threading
 from dataclasses import replace
 
 import numpy as np
@@ -265,7 +262,6 @@ def run_history(session: Session) -> None:
     st.subheader("Run history")
     if not session.runs:
         st.caption("Each Train starts a run; finished and stopped runs are kept here for this session.")
-        preload_pandas()
         return
     names = {r.id: r.name for r in session.runs}
     if "overlay" in st.session_state:  # runs may have been forgotten since
@@ -286,18 +282,6 @@ def run_history(session: Session) -> None:
                    help="Delete the run history of this session, here and on the server.")
     if not session.store_problem:
         cols[2].caption(":material/bookmark: Runs are saved on this server under the link in the address bar: bookmark it to come back to them.")
-
-
-def preload_pandas() -> None:
-    """Import pandas in the background, once per process: the first Train's table then does not wait ~0.3 s for it."""
-    global _pandas_preloading  # noqa: PLW0603
-    if _pandas_preloading or "pandas" in sys.modules:
-        return
-    _pandas_preloading = True
-    threading.Thread(target=importlib.import_module, args=("pandas",), name="import-pandas", daemon=True).start()
-
-
-_pandas_preloading = False
 
 
 def model_files(session: Session, dataset, controls: Controls) -> None:
