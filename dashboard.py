@@ -3,6 +3,8 @@
 import streamlit as st
 
 from ui import train_page
+from ui.controls import chosen_setup
+from ui.data import warm_up
 from ui.state import connect_store, get_session, owner_token
 
 presenting = st.query_params.get("presenter") in ("1", "true")  # a projector needs the width, not the sidebar
@@ -14,6 +16,8 @@ st.set_page_config(
 )
 session = get_session()
 connect_store(session)  # a reload on any page brings this session's runs back (before any new model is made)
+if session.run is None:  # a new tab: the data set and its untrained model are readied while the page is drawn
+    warm_up(chosen_setup())
 st.query_params["sid"] = owner_token()  # every page's address leads back to them
 page = st.navigation(
     [

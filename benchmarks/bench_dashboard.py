@@ -1,6 +1,6 @@
 """Dashboard latency in a real browser: page open on a fresh server (vs an empty Streamlit page), and Train -> epoch 5.
 
-Usage: python benchmarks/bench_dashboard.py [--repeats N] [--json out.json] [--data-dir ROOT]
+Usage: python benchmarks/bench_dashboard.py [--repeats N] [--part A|B|both] [--json out.json] [--data-dir ROOT]
 
 In one run, with Debian's headless Chromium (/usr/bin/chromium) driven by Playwright:
 
@@ -243,12 +243,14 @@ def on_sigterm(signum, frame) -> None:  # noqa: ARG001
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5, help="rounds of (A) and of (B); medians are reported (default 5)")
+    parser.add_argument("--part", choices=("A", "B", "both"), default="both", help="run only (A) page open or (B) Train (default both)")
     parser.add_argument("--json", metavar="OUT.json", help="also write every figure and raw time to this file")
     parser.add_argument("--data-dir", metavar="ROOT", help=f"data root holding fashion-mnist/, passed to the servers as ${ENV_DATA_DIR}")
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error("--repeats must be >= 1")
     signal.signal(signal.SIGTERM, on_sigterm)
+    run_a, run_b = args.part in ("A", "both"), args.part in ("B", "both")
 
     try:
         folder = data_folder(args.data_dir)
@@ -302,8 +304,9 @@ def main(argv: list[str] | None = None) -> int:
             warm.new_page().set_content("<h1>warm-up</h1>")
             warm.close()
 
-            print(f"\n(A) page open on a fresh server, ms from navigation start until usable, {args.repeats} rounds (ABBA order):")
-            for i in range(args.repeats):
+            if run_a:
+                print(f"\n(A) page open on a fresh server, ms from navigation start until usable, {args.repeats} rounds (ABBA order):")
+            for i in range(args.repeats if run_a else 0):
                 order = ("empty", "dashboard") if i % 2 == 0 else ("dashboard", "empty")
                 for kind in order:
                     script, cwd = apps[kind]
@@ -321,11 +324,12 @@ def main(argv: list[str] | None = None) -> int:
                         flush=True,
                     )
 
-            print(f"\n(B) Train -> epoch k in the DOM, ms after the in-page click, {args.repeats} fresh pages on one server:")
             server = dashboard_server("dashboard.py", REPO, env)
             try:
-                server.start()
-                for i in range(args.repeats):
+                if run_b:
+                    print(f"\n(B) Train -> epoch k in the DOM, ms after the in-page click, {args.repeats} fresh pages on one server:")
+                    server.start()
+                for i in range(args.repeats if run_b else 0):
                     result = train_round(browser, server)
                     trains.append(result)
                     if "error" in result:
@@ -351,18 +355,19 @@ def main(argv: list[str] | None = None) -> int:
     # ---- summary
     empty_ms = [r["ms"] for r in opens["empty"]]
     dash_ms = [r["ms"] for r in opens["dashboard"]]
-    ratio = statistics.median(dash_ms) / statistics.median(empty_ms)
-    ratio_min = min(dash_ms) / min(empty_ms)
+    ratio = statistics.median(dash_ms) / statistics.median(empty_ms) if run_a else float("nan")
+    ratio_min = min(dash_ms) / min(empty_ms) if run_a else float("nan")
     print("\nsummary")
-    print(f"(A) empty page      {spread(empty_ms)}")
-    print(f"    dashboard       {spread(dash_ms)}")
-    print(
-        f"    dashboard / empty = {ratio:4.2f}x   target <= {TARGET_OPEN_RATIO}x   {verdict(ratio <= TARGET_OPEN_RATIO)}   (ratio of minima {ratio_min:.2f}x)"
-    )
-    health = {k: statistics.median(r["server_start_to_health_s"] for r in v) for k, v in opens.items()}
-    print(
-        f"    (server start -> /_stcore/health, median: empty {health['empty']:.2f} s, dashboard {health['dashboard']:.2f} s; not in the page times)"
-    )
+    if run_a:
+        print(f"(A) empty page      {spread(empty_ms)}")
+        print(f"    dashboard       {spread(dash_ms)}")
+        print(
+            f"    dashboard / empty = {ratio:4.2f}x   target <= {TARGET_OPEN_RATIO}x   {verdict(ratio <= TARGET_OPEN_RATIO)}   (ratio of minima {ratio_min:.2f}x)"
+        )
+        health = {k: statistics.median(r["server_start_to_health_s"] for r in v) for k, v in opens.items()}
+        print(
+            f"    (server start -> /_stcore/health, median: empty {health['empty']:.2f} s, dashboard {health['dashboard']:.2f} s; not in the page times)"
+        )
     done = [r for r in trains if "error" not in r]
     failed = len(trains) - len(done)
     note = f"; {failed} of {len(trains)} rounds did not reach epoch {EPOCHS} within {TRAIN_TIMEOUT_MS / 1e3:.0f} s" if failed else ""
@@ -377,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"    target <= {TARGET_TRAIN_SECONDS:g} s   {verdict(train_ok)}   (next animation frame after it: median {statistics.median(to_last_frame):.0f} ms){note}"
         )
-    else:
+    elif run_b:
         print(f"(B) no round reached epoch {EPOCHS}   target <= {TARGET_TRAIN_SECONDS:g} s   MISS{note}")
     print(
         f"load averages (1, 5, 15 min): start {info['load_average_start']}, end {info['load_average_end']}; "
@@ -389,16 +394,17 @@ def main(argv: list[str] | None = None) -> int:
             "machine": info,
             "repeats": args.repeats,
             "page_open": opens,
-            "page_open_median_ms": {"empty": statistics.median(empty_ms), "dashboard": statistics.median(dash_ms)},
-            "dashboard_over_empty": ratio,
-            "dashboard_over_empty_of_minima": ratio_min,
+            "part": args.part,
+            "page_open_median_ms": {"empty": statistics.median(empty_ms), "dashboard": statistics.median(dash_ms)} if run_a else None,
+            "dashboard_over_empty": ratio if run_a else None,
+            "dashboard_over_empty_of_minima": ratio_min if run_a else None,
             "train": trains,
             "train_epoch_median_ms": per_epoch,
             "train_click_to_last_epoch_median_ms": statistics.median(r["epoch_ms"][-1] for r in done) if done else None,
             "train_failed_rounds": failed,
             "targets": {
-                "dashboard_over_empty": [TARGET_OPEN_RATIO, ratio <= TARGET_OPEN_RATIO],
-                "click_to_epoch5_s": [TARGET_TRAIN_SECONDS, train_ok],
+                "dashboard_over_empty": [TARGET_OPEN_RATIO, ratio <= TARGET_OPEN_RATIO] if run_a else None,
+                "click_to_epoch5_s": [TARGET_TRAIN_SECONDS, train_ok] if run_b else None,
             },
         }
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")

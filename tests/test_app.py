@@ -32,6 +32,13 @@ def run_store_file(tmp_path_factory):
 
 
 def new_app(data_root, monkeypatch, **query) -> AppTest:
+    """The Train page as a browser has it once loaded: the light first run, then the whole page it asks for."""
+    at = first_run(data_root, monkeypatch, **query)
+    no_exception(at)
+    return at.run()
+
+
+def first_run(data_root, monkeypatch, **query) -> AppTest:
     monkeypatch.setenv("SOFTMAX_DATA_DIR", str(data_root))
     at = AppTest.from_file(str(REPO / "dashboard.py"), default_timeout=60)
     at.query_params.update(query)
@@ -83,6 +90,26 @@ def test_opens_with_the_lessons_defaults_and_the_untrained_model(app):
     assert log_text(app) == f"untrained test acc {acc:.3f}"
     assert metric(app, "Epoch") == "0"
     assert grid_html(app).count("<figure") == 9
+
+
+def test_first_run_draws_the_controls_and_figures_then_the_whole_page(data_root, monkeypatch):
+    at = first_run(data_root, monkeypatch)
+    no_exception(at)
+    # Usable at once: the controls, the buttons and the untrained model's figures on the real data.
+    assert at.slider(key="epochs").value == 5 and not at.button(key="train").disabled
+    acc = float(metric(at, "Test acc"))
+    assert 0.05 <= acc <= 0.15 and metric(at, "Epoch") == "0"
+    # The heavy parts wait for the browser's signal that it has drawn this run.
+    assert not at.get("plotly_chart") and not at.code and not [h for h in at.get("html") if "<figure" in h.proto.body]
+    assert [c.proto.component_name for c in at.get("bidi_component")] == ["first_paint"]  # the browser's signal
+    assert "Run history" not in [h.value for h in at.subheader]
+    at.run()  # the browser's signal, or any other reason to run again
+    no_exception(at)
+    assert metric(at, "Test acc") == f"{acc:.3f}"
+    assert log_text(at) == f"untrained test acc {acc:.3f}"
+    assert curves(at)["data"] and grid_html(at).count("<figure") == 9
+    assert {"Run history", "Model file"} <= {h.value for h in at.subheader}
+    assert not at.get("bidi_component")
 
 
 def test_train_shows_each_epoch_then_history_and_grid(app):

@@ -142,6 +142,13 @@ def init_state() -> None:
     st.session_state.controls_ready = True
 
 
+def chosen_setup() -> Setup:
+    """The data set, seed and σ that the controls hold (before or after they are drawn)."""
+    init_state()
+    state = st.session_state
+    return Setup(dataset=state.dataset, seed=int(state.seed), sigma=float(state.sigma))
+
+
 def sidebar_controls(extra_query: Mapping[str, str] | None = None) -> Controls:
     """Draw the hyperparameter controls in the sidebar and return what they say; the URL gets the settings."""
     init_state()
@@ -172,7 +179,7 @@ def sidebar_controls(extra_query: Mapping[str, str] | None = None) -> Controls:
             )
             st.selectbox("Pace", list(PACES), key="pace", persist_state="session", help="Slow motion for a class: wait so each epoch takes at least this long.")
     state = st.session_state
-    setup = Setup(dataset=state.dataset, seed=int(state.seed), sigma=float(state.sigma))
+    setup = chosen_setup()
     try:
         config = TrainConfig(
             lr=float(state.lr), batch_size=int(state.batch_size), epochs=int(state.epochs),

@@ -2,16 +2,43 @@
 
 from __future__ import annotations
 
+import logging
+import threading
+
 import streamlit as st
 
-from softmax_core import DATASETS, DataError, Dataset, load_dataset
+from softmax_core import DATASETS, DataError, Dataset, EpochRecord, load_dataset
 from softmax_core.data import ENV_DATA_DIR, FILES, default_cache_dir, fetch
+
+from .session import Setup, untrained_record
+
+_LOG = logging.getLogger(__name__)
 
 
 @st.cache_resource(show_spinner="Loading the data set…", max_entries=len(DATASETS))
 def get_dataset(name: str) -> Dataset:
     """The data set from the usual places (never downloads: that is the user's choice, see data_missing_ui)."""
     return load_dataset(name, download=False)
+
+
+@st.cache_resource(show_spinner=False, max_entries=256)
+def epoch_zero(setup: Setup) -> EpochRecord:
+    """A fresh model's epoch 0: the same for every session with this setup, so evaluated once per process."""
+    return untrained_record(get_dataset(setup.dataset), setup)
+
+
+def warm_up(setup: Setup) -> None:
+    """Load the data set and evaluate a fresh model in the background, while the page's first run draws the rest."""
+
+    def work() -> None:
+        try:
+            epoch_zero(setup)
+        except DataError:
+            pass  # the page explains what is missing
+        except Exception:  # noqa: BLE001 -- the page's own call computes it again and shows the error
+            _LOG.exception("warming up %s failed", setup)
+
+    threading.Thread(target=work, name="warm-up", daemon=True).start()
 
 
 def dataset_or_help(name: str) -> Dataset | None:

@@ -102,6 +102,18 @@ class Job:
     done: int = 0  # epochs of config.epochs already trained
 
 
+def fresh_model(setup: Setup) -> tuple[SoftmaxRegression, np.random.Generator]:
+    """The lesson's initialisation for a setup, and the generator that goes on to shuffle its batches."""
+    rng = np.random.default_rng(setup.seed)
+    return SoftmaxRegression.init(rng, sigma=setup.sigma), rng
+
+
+def untrained_record(dataset: Dataset, setup: Setup) -> EpochRecord:
+    """Epoch 0 of a fresh model of this setup: the record Session.new_model would evaluate."""
+    model, rng = fresh_model(setup)
+    return Trainer(model, dataset.train_images, dataset.train_labels, dataset.test_images, dataset.test_labels, rng).initial_record()
+
+
 DRAW_WAIT = 0.15  # seconds an epoch waits for the page to draw the one before (a closed or hidden page: no more)
 
 
@@ -153,16 +165,24 @@ class Session:
         """How many sessions of this server process are training right now."""
         return cls._active
 
-    def new_model(self, dataset: Dataset, setup: Setup, config: TrainConfig, model: SoftmaxRegression | None = None, label: str = "") -> Run:
-        """Start a fresh, untrained model (the lesson's init from setup, or the given one) and its run."""
+    def new_model(
+        self, dataset: Dataset, setup: Setup, config: TrainConfig, model: SoftmaxRegression | None = None, label: str = "",
+        initial: EpochRecord | None = None,
+    ) -> Run:
+        """Start a fresh, untrained model (the lesson's init from setup, or the given one) and its run.
+
+        `initial` is the fresh model's epoch 0 when the caller already has it (see untrained_record).
+        """
         self.cancel()
-        rng = np.random.default_rng(setup.seed)
-        model = model if model is not None else SoftmaxRegression.init(rng, sigma=setup.sigma)
+        if model is None:
+            model, rng = fresh_model(setup)
+        else:
+            rng, initial = np.random.default_rng(setup.seed), None
         with self.lock:  # a cancelled thread leaves at its next batch
             self.trainer = Trainer(model, dataset.train_images, dataset.train_labels, dataset.test_images, dataset.test_labels, rng)
         # An untrained model that never made it into the history gives its number to the next one.
         reuse = self.run is not None and self.run not in self.runs
-        self.run = Run(self.run.id if reuse else next(self._ids), setup, config, [self.trainer.initial_record()], label=label)
+        self.run = Run(self.run.id if reuse else next(self._ids), setup, config, [initial or self.trainer.initial_record()], label=label)
         return self.run
 
     def restore(self, runs: list[Run], dataset: Dataset | None, model: SoftmaxRegression | None) -> None:

@@ -13,17 +13,35 @@ from softmax_core import ModelFileError, SoftmaxRegression, TrainConfig, softmax
 
 from . import charts
 from .controls import Controls, sidebar_controls
-from .data import dataset_or_help
+from .data import dataset_or_help, epoch_zero
 from .session import Run, Session
 from .state import forget_runs, get_session, owner_token, presenter_css
 
 GRID_MODES = ("first images", "random sample", "misclassified", "one class")
+# A browser's first run of the page draws the controls and figures only; once the browser has them on
+# screen, a small script asks for the whole page.
+# (Any later run draws the whole page too, and the script gives up waiting after a few seconds.)
+PAINTED_JS = """
+export default function ({ setTriggerValue }) {
+  const started = performance.now();
+  const app = document.querySelector('[data-testid="stApp"]');
+  const drawn = () => app && app.getAttribute('data-test-script-state') === 'notRunning'
+    && !document.querySelector('[data-testid="stSkeleton"]');
+  const check = () => {
+    if (!drawn() && performance.now() - started < 3000) return requestAnimationFrame(check);
+    requestAnimationFrame(() => setTimeout(() => setTriggerValue('painted', true), 0));  // once that frame is shown
+  };
+  requestAnimationFrame(check);
+}
+"""
+painted_signal = st.components.v2.component("first_paint", js=PAINTED_JS)
 
 
 def render() -> None:
     """Draw the page; while a job trains in the background, the live area polls it and redraws in place."""
     session = get_session()
     session.redraw = False  # this run draws the whole page
+    light = first_paint()
     controls = sidebar_controls(extra_query={"sid": owner_token()})
     presenter_css(controls.presenter)
     st.title("Softmax regression from scratch")
@@ -41,7 +59,7 @@ def render() -> None:
     run = session.run
     if run is None or run.setup.dataset != dataset.name or (run.status == "ready" and run.setup != controls.setup):
         # A model belongs to one data set; an untrained one follows the seed and σ as they change.
-        session.new_model(dataset, controls.setup, controls.config or run_config(run))
+        session.new_model(dataset, controls.setup, controls.config or run_config(run), initial=epoch_zero(controls.setup))
     session.pace = controls.pace
     buttons(session, controls, dataset)
     if controls.error:
@@ -50,14 +68,29 @@ def render() -> None:
     # a server that falls behind its reruns drops their output, so polling must stay well within its means.
     active = Session.active_trainers()
     poll = (0.1 if active <= 1 else min(0.3 * active, 10.0)) if session.job is not None else None
-    st.fragment(live, run_every=poll)(session, controls, dataset)
+    st.fragment(live, run_every=poll)(session, controls, dataset, light)
+    if light:
+        st.session_state.drawn_light = True
+        painted_signal(key="first_paint", on_painted_change=lambda: None, height=0)
+        return
     downloads(session.run)
     run_history(session)
     model_files(session, dataset, controls)
 
 
-def live(session: Session, controls: Controls, dataset) -> None:
-    """Status, progress, figures, curves, log lines and test images of the current run."""
+def first_paint() -> bool:
+    """True on a browser session's first run of this page, which draws only what makes the page usable.
+
+    A browser shows a new page only once it has loaded the code of every kind of element on it: the
+    Plotly charts, the log, the image grid and the sections below them kept the controls and figures off
+    the screen for seconds. The next run (the browser asks for it once it has drawn this one) draws the
+    whole page.
+    """
+    return not st.session_state.get("drawn_light", False)
+
+
+def live(session: Session, controls: Controls, dataset, light: bool = False) -> None:
+    """Status, progress, figures, curves, log lines and test images of the current run (light: no chart, log, images)."""
     if session.redraw:  # the job ended since the last full run: history, buttons and downloads changed
         session.redraw = False
         st.rerun()
@@ -74,6 +107,9 @@ def live(session: Session, controls: Controls, dataset) -> None:
     overlays = [r for r in session.runs if r.id in overlay_ids and r is not run]
     height = 460 if controls.presenter else 340
     font = 17 if controls.presenter else 13
+    if light:  # the chart's room: the page keeps its length when the chart comes
+        st.container(height=height, border=False)
+        return
     st.plotly_chart(charts.curves_figure(run, overlays, height, font), key="curves", config={"displaylogo": False})
     st.code("\n".join(log_lines(run)), language=None)
     test_image_grid(session, dataset, controls.presenter, training=job is not None)
@@ -91,7 +127,7 @@ def buttons(session: Session, controls: Controls, dataset) -> None:
     cols = st.columns(5)
     cols[0].button("Train", icon=":material/play_arrow:", key="train", type="primary", disabled=config is None, width="stretch",
                    help="Train from a fresh initialisation (seed and σ) for the chosen epochs.",
-                   on_click=lambda: (session.new_model(dataset, setup, config), session.start(config)))
+                   on_click=lambda: (session.new_model(dataset, setup, config, initial=epoch_zero(setup)), session.start(config)))
     cols[1].button("Stop", icon=":material/stop:", key="stop", disabled=not training, width="stretch",
                    help="Stop after the current batch; every finished epoch is kept.", on_click=session.stop)
     cols[2].button("Continue", icon=":material/fast_forward:", key="continue", disabled=config is None or training, width="stretch",
@@ -102,7 +138,7 @@ def buttons(session: Session, controls: Controls, dataset) -> None:
                    on_click=lambda: session.start(replace(config, epochs=1, schedule="constant")))
     cols[4].button("Reset", icon=":material/restart_alt:", key="reset", width="stretch",
                    help="Back to an untrained model (finished runs stay in the run history).",
-                   on_click=lambda: session.new_model(dataset, setup, config or run_config(session.run)))
+                   on_click=lambda: session.new_model(dataset, setup, config or run_config(session.run), initial=epoch_zero(setup)))
 
 
 def draw_metrics(area, run: Run) -> None:
