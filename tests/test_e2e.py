@@ -62,6 +62,8 @@ def open_app(page: Page, query: str = "") -> None:
     """Open the Train page (with URL parameters) and wait until its first run is drawn and finished."""
     page.goto("/" + query)  # the context's base URL is the server's
     expect(log(page)).to_contain_text("untrained test acc", timeout=LOAD_WAIT)
+    # The chart comes with the page's second run, and Plotly's code loads after it: wait for both.
+    page.wait_for_function(f"() => ({TRAIN_LOSS_EPOCHS})() !== null", timeout=LOAD_WAIT)
     wait_idle(page)
 
 

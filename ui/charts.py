@@ -6,12 +6,14 @@ import base64
 import html
 import io
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import plotly.graph_objects as go
-from PIL import Image
 
 from .session import Run
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
 
 COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
 
@@ -72,6 +74,8 @@ def curves_figure(current: Run | None, overlays: Sequence[Run], height: int = 32
 
 def probability_figure(probs: np.ndarray, class_names: Sequence[str], true: int, height: int = 300) -> go.Figure:
     """The 10 softmax probabilities of one image, the true class in green and a wrong guess in red."""
+    import plotly.graph_objects as go  # noqa: PLC0415 -- imported when first drawn: a new tab's first run draws no chart
+
     pred = int(np.argmax(probs))
     colors = ["#9aa5b1"] * len(class_names)
     colors[true] = "rgb(0,150,70)"
@@ -94,6 +98,8 @@ def probability_figure(probs: np.ndarray, class_names: Sequence[str], true: int,
 
 def png_data_uri(image: np.ndarray) -> str:
     """A small uint8 image (grey or RGB) as a PNG data URI, for inline HTML."""
+    from PIL import Image  # noqa: PLC0415 -- imported when first drawn, like plotly above
+
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()

@@ -259,6 +259,8 @@ def pick_images(model: SoftmaxRegression, images: np.ndarray, labels: np.ndarray
 
 def run_history(session: Session) -> None:
     """Every run of this session in a table; the ones picked are overlaid on the charts."""
+    import pandas as pd  # noqa: PLC0415 -- not in a tab's light first run; here, before the first Train waits for it
+
     st.subheader("Run history")
     if not session.runs:
         st.caption("Each Train starts a run; finished and stopped runs are kept here for this session.")
@@ -268,8 +270,6 @@ def run_history(session: Session) -> None:
         st.session_state.overlay = [i for i in st.session_state.overlay if i in names]
     st.multiselect("Overlay on the charts", list(names), format_func=names.get, key="overlay", persist_state="session",
                    placeholder="Pick runs to compare with the current one")
-    import pandas as pd  # noqa: PLC0415 -- only once there are runs: keeps the first page load light
-
     table = pd.DataFrame([r.summary() for r in session.runs]).set_index("run")
     st.dataframe(table, width="stretch", column_config={
         "lr": st.column_config.NumberColumn(format="%g"), "train loss": st.column_config.NumberColumn(format="%.4f"),
