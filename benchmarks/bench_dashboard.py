@@ -1,6 +1,6 @@
 """Dashboard latency in a real browser: page open on a fresh server (vs an empty Streamlit page), and Train -> epoch 5.
 
-Usage: python benchmarks/bench_dashboard.py [--repeats N] [--part A|B|both] [--json out.json] [--data-dir ROOT]
+Usage: python benchmarks/bench_dashboard.py [--repeats N] [--part A|B|both] [--app SCRIPT] [--json out.json] [--data-dir ROOT]
 
 In one run, with Debian's headless Chromium (/usr/bin/chromium) driven by Playwright:
 
@@ -18,6 +18,9 @@ In one run, with Debian's headless Chromium (/usr/bin/chromium) driven by Playwr
                 the app's modules, loading the data (cached per process) and so on: this is what a teacher
                 sees after starting the server, so nothing is pre-warmed. The two apps alternate (ABBA)
                 so that load from other processes hits both alike. Target: dashboard <= 1.5x empty.
+                --app SCRIPT times another script in the dashboard's place (same readiness test), e.g.
+                benchmarks/standin_app.py: the dashboard's first screen with no server work at all,
+                the floor for any page with these controls.
 (B) training    On one dashboard server, for each repeat a fresh page (so the log holds no epoch line
                 yet): loaded, network idle, 2 s of rest; then a MutationObserver is installed in the page
                 and the Train button is clicked from inside the page (btn.click(), no Playwright overhead);
@@ -244,6 +247,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5, help="rounds of (A) and of (B); medians are reported (default 5)")
     parser.add_argument("--part", choices=("A", "B", "both"), default="both", help="run only (A) page open or (B) Train (default both)")
+    parser.add_argument("--app", default="dashboard.py", metavar="SCRIPT",
+                        help="(A): the script timed in the dashboard's place, relative to the repo (default dashboard.py)")
     parser.add_argument("--json", metavar="OUT.json", help="also write every figure and raw time to this file")
     parser.add_argument("--data-dir", metavar="ROOT", help=f"data root holding fashion-mnist/, passed to the servers as ${ENV_DATA_DIR}")
     args = parser.parse_args(argv)
@@ -289,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
             Path(empty_dir, ".streamlit").mkdir()
             shutil.copy(config, Path(empty_dir, ".streamlit", "config.toml"))
         info["streamlit_config"] = str(config) if config.is_file() else None
-        apps = {"empty": ("app.py", Path(empty_dir)), "dashboard": ("dashboard.py", REPO)}
+        apps = {"empty": ("app.py", Path(empty_dir)), "dashboard": (args.app, REPO)}
         browser = None
         try:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
@@ -359,6 +364,8 @@ def main(argv: list[str] | None = None) -> int:
     ratio_min = min(dash_ms) / min(empty_ms) if run_a else float("nan")
     print("\nsummary")
     if run_a:
+        if args.app != "dashboard.py":
+            print(f"(A) timed in the dashboard's place: {args.app}")
         print(f"(A) empty page      {spread(empty_ms)}")
         print(f"    dashboard       {spread(dash_ms)}")
         print(
