@@ -216,9 +216,9 @@ class Session:
         self.run.status, self.run.message = "training", ""
         if self.run not in self.runs:
             self.runs.append(self.run)
+        self.shown = self.model.copy()  # before changed(): the store saves the model shown while training
         self.changed()
         self.progress = (0, 1)
-        self.shown = self.model.copy()
         threading.Thread(target=self._train, args=(job, self.run, self.generation), name=f"train-run-{self.run.id}", daemon=True).start()
 
     def stop(self) -> None:
