@@ -311,42 +311,42 @@ def main(argv: list[str] | None = None) -> int:
 
             if run_a:
                 print(f"\n(A) page open on a fresh server, ms from navigation start until usable, {args.repeats} rounds (ABBA order):")
-            for i in range(args.repeats if run_a else 0):
-                order = ("empty", "dashboard") if i % 2 == 0 else ("dashboard", "empty")
-                for kind in order:
-                    script, cwd = apps[kind]
-                    result = page_open_round(browser, kind, script, cwd, env)
-                    opens[kind].append(result)
-                    extra = ""
-                    if kind == "dashboard":
-                        marks = result["marks_ms"] or {}
-                        extra = (
-                            f"   [title {marks.get('title', float('nan')):.0f}, Train enabled {marks.get('button', float('nan')):.0f}, "
-                            f"Test acc {result['test_acc']} at {marks.get('metric', float('nan')):.0f}]"
+                for i in range(args.repeats):
+                    order = ("empty", "dashboard") if i % 2 == 0 else ("dashboard", "empty")
+                    for kind in order:
+                        script, cwd = apps[kind]
+                        result = page_open_round(browser, kind, script, cwd, env)
+                        opens[kind].append(result)
+                        extra = ""
+                        if kind == "dashboard":
+                            marks = result["marks_ms"] or {}
+                            extra = (
+                                f"   [title {marks.get('title', float('nan')):.0f}, Train enabled {marks.get('button', float('nan')):.0f}, "
+                                f"Test acc {result['test_acc']} at {marks.get('metric', float('nan')):.0f}]"
+                            )
+                        print(
+                            f"  round {i + 1} {kind:9s} {result['ms']:7.0f} ms   (server start -> health {result['server_start_to_health_s']:.2f} s){extra}",
+                            flush=True,
                         )
-                    print(
-                        f"  round {i + 1} {kind:9s} {result['ms']:7.0f} ms   (server start -> health {result['server_start_to_health_s']:.2f} s){extra}",
-                        flush=True,
-                    )
 
-            server = dashboard_server("dashboard.py", REPO, env)
-            try:
-                if run_b:
-                    print(f"\n(B) Train -> epoch k in the DOM, ms after the in-page click, {args.repeats} fresh pages on one server:")
+            if run_b:
+                print(f"\n(B) Train -> epoch k in the DOM, ms after the in-page click, {args.repeats} fresh pages on one server:")
+                server = dashboard_server("dashboard.py", REPO, env)
+                try:
                     server.start()
-                for i in range(args.repeats if run_b else 0):
-                    result = train_round(browser, server)
-                    trains.append(result)
-                    if "error" in result:
-                        print(f"  round {i + 1}: FAILED: {result['error']}", flush=True)
-                        continue
-                    print(
-                        f"  round {i + 1}: first DOM change {result['first_mutation_ms']:.0f}; epochs "
-                        + ", ".join(f"{k}: {t:.0f}" for k, t in enumerate(result["epoch_ms"], start=1)),
-                        flush=True,
-                    )
-            finally:
-                server.close()
+                    for i in range(args.repeats):
+                        result = train_round(browser, server)
+                        trains.append(result)
+                        if "error" in result:
+                            print(f"  round {i + 1}: FAILED: {result['error']}", flush=True)
+                            continue
+                        print(
+                            f"  round {i + 1}: first DOM change {result['first_mutation_ms']:.0f}; epochs "
+                            + ", ".join(f"{k}: {t:.0f}" for k, t in enumerate(result["epoch_ms"], start=1)),
+                            flush=True,
+                        )
+                finally:
+                    server.close()
         except (PlaywrightError, RuntimeError) as err:
             print(f"error: {err}", file=sys.stderr)
             return 1
@@ -360,8 +360,8 @@ def main(argv: list[str] | None = None) -> int:
     # ---- summary
     empty_ms = [r["ms"] for r in opens["empty"]]
     dash_ms = [r["ms"] for r in opens["dashboard"]]
-    ratio = statistics.median(dash_ms) / statistics.median(empty_ms) if run_a else float("nan")
-    ratio_min = min(dash_ms) / min(empty_ms) if run_a else float("nan")
+    ratio = statistics.median(dash_ms) / statistics.median(empty_ms) if run_a else None
+    ratio_min = min(dash_ms) / min(empty_ms) if run_a else None
     print("\nsummary")
     if run_a:
         if args.app != "dashboard.py":
@@ -403,8 +403,8 @@ def main(argv: list[str] | None = None) -> int:
             "page_open": opens,
             "part": args.part,
             "page_open_median_ms": {"empty": statistics.median(empty_ms), "dashboard": statistics.median(dash_ms)} if run_a else None,
-            "dashboard_over_empty": ratio if run_a else None,
-            "dashboard_over_empty_of_minima": ratio_min if run_a else None,
+            "dashboard_over_empty": ratio,
+            "dashboard_over_empty_of_minima": ratio_min,
             "train": trains,
             "train_epoch_median_ms": per_epoch,
             "train_click_to_last_epoch_median_ms": statistics.median(r["epoch_ms"][-1] for r in done) if done else None,

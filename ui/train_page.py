@@ -14,7 +14,7 @@ from softmax_core import ModelFileError, SoftmaxRegression, TrainConfig, softmax
 from . import charts
 from .controls import Controls, sidebar_controls
 from .data import dataset_or_help, epoch_zero
-from .session import Run, Session
+from .session import Run, Session, Setup
 from .state import forget_runs, get_session, owner_token, presenter_css
 
 GRID_MODES = ("first images", "random sample", "misclassified", "one class")
@@ -59,7 +59,7 @@ def render() -> None:
     run = session.run
     if run is None or run.setup.dataset != dataset.name or (run.status == "ready" and run.setup != controls.setup):
         # A model belongs to one data set; an untrained one follows the seed and σ as they change.
-        session.new_model(dataset, controls.setup, controls.config or run_config(run), initial=epoch_zero(controls.setup))
+        new_untrained_run(session, dataset, controls.setup, controls.config or run_config(run))
     session.pace = controls.pace
     buttons(session, controls, dataset)
     if controls.error:
@@ -115,6 +115,11 @@ def live(session: Session, controls: Controls, dataset, light: bool = False) -> 
     test_image_grid(session, dataset, controls.presenter, training=job is not None)
 
 
+def new_untrained_run(session: Session, dataset, setup: Setup, config: TrainConfig) -> Run:
+    """A new untrained model of this setup and its run, with the epoch 0 that every session shares."""
+    return session.new_model(dataset, setup, config, initial=epoch_zero(setup))
+
+
 def run_config(run: Run | None) -> TrainConfig:
     """The config of the run, or the lesson's defaults."""
     return run.config if run else TrainConfig()
@@ -127,7 +132,7 @@ def buttons(session: Session, controls: Controls, dataset) -> None:
     cols = st.columns(5)
     cols[0].button("Train", icon=":material/play_arrow:", key="train", type="primary", disabled=config is None, width="stretch",
                    help="Train from a fresh initialisation (seed and σ) for the chosen epochs.",
-                   on_click=lambda: (session.new_model(dataset, setup, config, initial=epoch_zero(setup)), session.start(config)))
+                   on_click=lambda: (new_untrained_run(session, dataset, setup, config), session.start(config)))
     cols[1].button("Stop", icon=":material/stop:", key="stop", disabled=not training, width="stretch",
                    help="Stop after the current batch; every finished epoch is kept.", on_click=session.stop)
     cols[2].button("Continue", icon=":material/fast_forward:", key="continue", disabled=config is None or training, width="stretch",
@@ -138,7 +143,7 @@ def buttons(session: Session, controls: Controls, dataset) -> None:
                    on_click=lambda: session.start(replace(config, epochs=1, schedule="constant")))
     cols[4].button("Reset", icon=":material/restart_alt:", key="reset", width="stretch",
                    help="Back to an untrained model (finished runs stay in the run history).",
-                   on_click=lambda: session.new_model(dataset, setup, config or run_config(session.run), initial=epoch_zero(setup)))
+                   on_click=lambda: new_untrained_run(session, dataset, setup, config or run_config(session.run)))
 
 
 def draw_metrics(area, run: Run) -> None:
