@@ -8,7 +8,7 @@ import sys
 import numpy as np
 
 from .data import DATASETS, ENV_CACHE_DIR, ENV_DATA_DIR, DataError, load_dataset
-from .model import SoftmaxRegression
+from .model import SIGMA, SoftmaxRegression
 from .training import SCHEDULES, SOFTMAXES, ConfigError, TrainConfig, Trainer, TrainingDiverged
 
 
@@ -27,17 +27,18 @@ def build_parser() -> argparse.ArgumentParser:
             f"dataset-fashion-mnist) and the cache (${ENV_CACHE_DIR}), then downloaded into the cache."
         ),
     )
-    parser.add_argument("--epochs", type=int, default=5, help="passes over the training set (default 5)")
-    parser.add_argument("--lr", type=float, default=0.1, help="learning rate (default 0.1)")
-    parser.add_argument("--batch-size", type=int, default=256, help="minibatch size (default 256)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random generator (default 0)")
-    parser.add_argument("--sigma", type=float, default=0.01, help="std of the initial weights (default 0.01)")
-    parser.add_argument("--momentum", type=float, default=0.0, help="SGD momentum (default 0)")
-    parser.add_argument("--weight-decay", type=float, default=0.0, help="L2 penalty on W (default 0)")
-    parser.add_argument("--schedule", choices=SCHEDULES, default="constant", help="learning-rate schedule")
-    parser.add_argument("--step-size", type=int, default=5, help="epochs between decays of --schedule step")
-    parser.add_argument("--gamma", type=float, default=0.5, help="decay factor of --schedule step")
-    parser.add_argument("--softmax", choices=SOFTMAXES, default="stable", help="naive: the lesson's exp(z)/sum, which overflows at large lr")
+    lesson = TrainConfig()  # the defaults are the lesson's, as the core defines them
+    parser.add_argument("--epochs", type=int, default=lesson.epochs, help="passes over the training set (default %(default)s)")
+    parser.add_argument("--lr", type=float, default=lesson.lr, help="learning rate (default %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=lesson.batch_size, help="minibatch size (default %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random generator (default %(default)s)")
+    parser.add_argument("--sigma", type=float, default=SIGMA, help="std of the initial weights (default %(default)s)")
+    parser.add_argument("--momentum", type=float, default=lesson.momentum, help="SGD momentum (default %(default)s)")
+    parser.add_argument("--weight-decay", type=float, default=lesson.weight_decay, help="L2 penalty on W (default %(default)s)")
+    parser.add_argument("--schedule", choices=SCHEDULES, default=lesson.schedule, help="learning-rate schedule")
+    parser.add_argument("--step-size", type=int, default=lesson.step_size, help="epochs between decays of --schedule step")
+    parser.add_argument("--gamma", type=float, default=lesson.gamma, help="decay factor of --schedule step")
+    parser.add_argument("--softmax", choices=SOFTMAXES, default=lesson.softmax, help="naive: the lesson's exp(z)/sum, which overflows at large lr")
     parser.add_argument("--dataset", choices=list(DATASETS), default="fashion-mnist")
     parser.add_argument("--data-dir", metavar="ROOT", help="folder holding ROOT/<dataset>/*.gz")
     parser.add_argument("--no-download", action="store_true", help="fail instead of downloading missing data")

@@ -14,6 +14,7 @@ from .functional import cross_entropy, softmax
 
 N_FEATURES = 28 * 28
 N_CLASSES = 10
+SIGMA = 0.01  # the lesson's init scale: W ~ Normal(0, 0.01)
 
 
 class ModelFileError(ValueError):
@@ -43,7 +44,7 @@ class SoftmaxRegression:
     def init(
         cls,
         rng: np.random.Generator,
-        sigma: float = 0.01,
+        sigma: float = SIGMA,
         n_features: int = N_FEATURES,
         n_classes: int = N_CLASSES,
     ) -> SoftmaxRegression:

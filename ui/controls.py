@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import streamlit as st
 
@@ -17,27 +17,11 @@ LEARNING_RATES = (0.001, 0.002, 0.003, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 
 BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 60000)
 WEIGHT_DECAYS = (0.0, 1e-5, 1e-4, 1e-3, 1e-2)
 PACES = {"as fast as possible": 0.0, "0.5 s per epoch": 0.5, "1 s per epoch": 1.0, "2 s per epoch": 2.0}
-DEFAULTS = {
-    "dataset": "fashion-mnist",
-    "lr": 0.1,
-    "epochs": 5,
-    "batch_size": 256,
-    "sigma": 0.01,
-    "seed": 0,
-    "momentum": 0.0,
-    "weight_decay": 0.0,
-    "schedule": "constant",
-    "step_size": 5,
-    "gamma": 0.5,
-    "softmax": "stable",
-    "presenter": False,
-    "pace": "as fast as possible",
-}
-# URL name -> (session key, parser that returns the value or raises ValueError with the reason)
-_URL: dict[str, tuple[str, Callable[[str], object]]] = {}
+# The lesson's settings, as the core and the session define them, plus the page's own two.
+DEFAULTS = {**asdict(Setup()), **asdict(TrainConfig()), "presenter": False, "pace": next(iter(PACES))}
 
 
-def _number(key: str, low: float, high: float, integer: bool = False, snap: tuple | None = None) -> Callable[[str], object]:
+def _number(low: float, high: float, integer: bool = False, snap: tuple | None = None) -> Callable[[str], object]:
     def parse(text: str) -> object:
         try:
             value = float(text)
@@ -73,23 +57,22 @@ def _flag(text: str) -> bool:
     raise ValueError(f"{text!r} is not 1 or 0")
 
 
-_URL.update(
-    {
-        "dataset": ("dataset", _choice(DATASETS)),
-        "lr": ("lr", _number("lr", 1e-4, 100, snap=LEARNING_RATES)),
-        "epochs": ("epochs", _number("epochs", 1, 100, integer=True)),
-        "batch": ("batch_size", _number("batch", 1, 60000, integer=True, snap=BATCH_SIZES)),
-        "sigma": ("sigma", _number("sigma", 0, 1)),
-        "seed": ("seed", _number("seed", 0, 2**31 - 1, integer=True)),
-        "momentum": ("momentum", _number("momentum", 0, 0.99)),
-        "wd": ("weight_decay", _number("wd", 0, 0.01, snap=WEIGHT_DECAYS)),
-        "schedule": ("schedule", _choice(SCHEDULES)),
-        "step": ("step_size", _number("step", 1, 100, integer=True)),
-        "gamma": ("gamma", _number("gamma", 0.05, 1)),
-        "softmax": ("softmax", _choice(SOFTMAXES)),
-        "presenter": ("presenter", _flag),
-    }
-)
+# URL name -> (session key, parser that returns the value or raises ValueError with the reason)
+_URL: dict[str, tuple[str, Callable[[str], object]]] = {
+    "dataset": ("dataset", _choice(DATASETS)),
+    "lr": ("lr", _number(1e-4, 100, snap=LEARNING_RATES)),
+    "epochs": ("epochs", _number(1, 100, integer=True)),
+    "batch": ("batch_size", _number(1, 60000, integer=True, snap=BATCH_SIZES)),
+    "sigma": ("sigma", _number(0, 1)),
+    "seed": ("seed", _number(0, 2**31 - 1, integer=True)),
+    "momentum": ("momentum", _number(0, 0.99)),
+    "wd": ("weight_decay", _number(0, 0.01, snap=WEIGHT_DECAYS)),
+    "schedule": ("schedule", _choice(SCHEDULES)),
+    "step": ("step_size", _number(1, 100, integer=True)),
+    "gamma": ("gamma", _number(0.05, 1)),
+    "softmax": ("softmax", _choice(SOFTMAXES)),
+    "presenter": ("presenter", _flag),
+}
 
 
 def parse_query(params: Mapping[str, str]) -> tuple[dict[str, object], list[str]]:

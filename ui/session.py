@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from softmax_core import Dataset, EpochRecord, SoftmaxRegression, TrainConfig, Trainer, TrainingDiverged
+from softmax_core.model import SIGMA
 
 
 @dataclass(frozen=True)
@@ -20,7 +21,7 @@ class Setup:
 
     dataset: str = "fashion-mnist"
     seed: int = 0
-    sigma: float = 0.01
+    sigma: float = SIGMA
 
 
 @dataclass
