@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .functional import cross_entropy
+from .functional import accuracy, cross_entropy
 from .model import SoftmaxRegression
 
 SCHEDULES = ("constant", "step", "cosine")
@@ -123,7 +123,7 @@ class Trainer:
         self.rng = rng
         self.epochs_done = 0
         self._velocity: tuple[np.ndarray, np.ndarray] | None = None
-        self._eye = np.eye(model.b.shape[0], dtype=np.float32)  # one-hot rows, gathered per batch
+        self._eye = np.eye(model.b.shape[0], dtype=np.float32)  # one-hot rows, put in each epoch's order
 
     def evaluate(self, split: str = "test") -> tuple[float, float]:
         """Mean loss and accuracy of the current model on the "train" or "test" split."""
@@ -150,7 +150,7 @@ class Trainer:
         for index in range(start, config.epochs):
             lr = config.lr_at(index)
             snapshot = self._snapshot()
-            start = time.perf_counter()
+            began = time.perf_counter()
             try:
                 with np.errstate(all="ignore"):  # overflow shows up as a non-finite loss, checked below
                     train_loss, train_acc = self._epoch(config, lr, on_progress)
@@ -162,7 +162,7 @@ class Trainer:
                 raise TrainingDiverged(self.epochs_done + 1, lr, config.softmax)
             self.epochs_done += 1
             test_loss, test_acc = self.evaluate("test")
-            seconds = time.perf_counter() - start
+            seconds = time.perf_counter() - began
             yield EpochRecord(self.epochs_done, train_loss, train_acc, test_loss, test_acc, lr, seconds)
 
     def _epoch(self, config: TrainConfig, lr: float, on_progress: ProgressCallback | None) -> tuple[float, float]:
@@ -260,4 +260,4 @@ def _evaluate(model: SoftmaxRegression, X: np.ndarray, y: np.ndarray) -> tuple[f
     with np.errstate(all="ignore"):
         z = model.image_logits(X)
         loss = float(np.mean(cross_entropy(z, y), dtype=np.float64))
-    return loss, float(np.mean(np.argmax(z, axis=1) == y))
+    return loss, accuracy(z, y)

@@ -263,7 +263,7 @@ class Session:
                 raise Abandoned
 
         trainer = self.trainer
-        started, count = time.monotonic(), 0
+        started = time.monotonic()
         epochs = trainer.run(job.config, check, start=job.done)
         try:
             while True:
@@ -273,7 +273,6 @@ class Session:
                     record = next(epochs, None)
                 if record is None:
                     break
-                count += 1
                 run.records.append(record)
                 job.done += 1
                 self.shown = trainer.model.copy()
@@ -283,7 +282,7 @@ class Session:
                 self.changed(run)
                 shown_by = time.monotonic() + DRAW_WAIT  # outside the slot: other sessions train meanwhile
                 while self.job is job and (self.drawn < record.epoch and time.monotonic() < shown_by
-                                           or time.monotonic() - started < self.pace * count):
+                                           or time.monotonic() - started < self.pace * job.done):
                     time.sleep(0.01)  # the page draws every epoch; in slow motion a class can follow each one
         except TrainingDiverged as err:
             run.status, run.message = "diverged", str(err)
