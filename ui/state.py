@@ -13,7 +13,7 @@ from threadpoolctl import threadpool_limits
 from softmax_core import DataError, ModelFileError, SoftmaxRegression
 
 from .data import get_dataset
-from .run_store import RunStore, RunStoreError, new_owner_token, open_store, valid_token
+from .run_store import ENV_RUNS_DB, RunStore, RunStoreError, new_owner_token, open_store, valid_token
 from .session import Run, Session
 
 _LOG = logging.getLogger(__name__)
@@ -52,13 +52,13 @@ def get_store() -> RunStore | str:
 
     Returns the reason as a string when the store cannot be opened: the app then works without it.
     """
-    return _store(os.environ.get("SOFTMAX_RUNS_DB", "").strip())
+    return _store(os.environ.get(ENV_RUNS_DB, "").strip())
 
 
 @st.cache_resource(show_spinner=False)
 def _store(location: str) -> RunStore | str:
     if location.lower() == "off":
-        return "saving runs is switched off (SOFTMAX_RUNS_DB=off)"
+        return f"saving runs is switched off ({ENV_RUNS_DB}=off)"
     try:
         return open_store(location or None)
     except RunStoreError as err:
@@ -88,20 +88,23 @@ def connect_store(session: Session) -> None:
     except RunStoreError as err:
         session.store_problem = str(err)
         return
-    runs, model = [], None
+    rows = []  # (run, its saved fields)
     for data in saved:
         try:
-            runs.append(Run.from_dict(data))
-            if data.get("model"):
-                model = SoftmaxRegression.load(base64.b64decode(data["model"]))
-        except (KeyError, TypeError, ValueError, ModelFileError) as err:  # an old or damaged row: skip it
+            rows.append((Run.from_dict(data), data))
+        except (KeyError, TypeError, ValueError) as err:  # an old or damaged row: skip it
             _LOG.warning("skipping a saved run of %s: %s", owner[:4], err)
-    if runs:
-        try:
-            dataset = get_dataset(max(runs, key=lambda r: r.id).setup.dataset)
+    if rows:
+        newest, data = max(rows, key=lambda row: row[0].id)
+        try:  # only the newest run's model comes back: it becomes the current run
+            model = SoftmaxRegression.load(base64.b64decode(data["model"])) if data.get("model") else None
+            dataset = get_dataset(newest.setup.dataset)
+        except (TypeError, ValueError, ModelFileError) as err:
+            _LOG.warning("not restoring the model of %s's run %s: %s", owner[:4], newest.id, err)
+            model, dataset = None, None
         except DataError:  # the Train page explains what is missing; the history comes back anyway
-            dataset, model = None, None
-        session.restore(runs, dataset, model)
+            model, dataset = None, None
+        session.restore([run for run, _ in rows], dataset, model)
 
     def save(run: Run, run_model: SoftmaxRegression | None) -> None:
         data = run.to_dict()
