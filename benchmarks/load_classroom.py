@@ -146,10 +146,6 @@ class SessionResult:
     def finish_time(self) -> float | None:
         return self.epoch_times.get(EPOCHS)
 
-    def final_lines(self) -> list[str]:
-        """The last version of each line, untrained first."""
-        return [self.lines[e][-1] for e in sorted(self.lines)]
-
 
 class BrowserSession:
     """One browser tab on the dashboard, over Streamlit's websocket protocol."""

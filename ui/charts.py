@@ -15,6 +15,7 @@ from .session import Run
 if TYPE_CHECKING:
     import plotly.graph_objects as go
 
+GREEN, RED = "rgb(0,150,70)", "rgb(215,25,28)"  # a true class or right guess; a wrong guess
 COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
 
 
@@ -78,9 +79,9 @@ def probability_figure(probs: np.ndarray, class_names: Sequence[str], true: int,
 
     pred = int(np.argmax(probs))
     colors = ["#9aa5b1"] * len(class_names)
-    colors[true] = "rgb(0,150,70)"
+    colors[true] = GREEN
     if pred != true:
-        colors[pred] = "rgb(215,25,28)"
+        colors[pred] = RED
     fig = go.Figure(
         go.Bar(
             x=list(class_names), y=[float(p) for p in probs], marker_color=colors,
@@ -109,7 +110,7 @@ def image_grid_html(images: np.ndarray, titles: Sequence[tuple[str, str, bool]],
     """Images in rows, each captioned true / predicted; a wrong prediction is framed and written in red."""
     cells = []
     for number, (image, (true, pred, ok)) in enumerate(zip(images, titles), start=1):
-        color = "rgb(0,150,70)" if ok else "rgb(215,25,28)"
+        color = GREEN if ok else RED
         mark = "✓" if ok else "✗"
         cells.append(
             f'<figure style="margin:0;text-align:center;width:{size + 8}px">'

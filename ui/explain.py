@@ -10,10 +10,9 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .charts import png_data_uri
+from .charts import GREEN, png_data_uri
 
 FLOAT32_EXP_LIMIT = float(np.log(np.finfo(np.float32).max))  # ≈ 88.72: exp of anything larger is inf in float32
-GREEN, RED = "rgb(0,150,70)", "rgb(215,25,28)"
 
 
 # --- Softmax explorer -------------------------------------------------------------------------------
