@@ -178,7 +178,7 @@ def sanity_check(dataset, seed: int) -> dict[str, float]:
     rng = np.random.default_rng(seed)
     model = SoftmaxRegression.init(rng)
     W0, b0 = model.W.copy(), model.b.copy()
-    trainer = Trainer(model, dataset.train_images, dataset.train_labels, dataset.test_images, dataset.test_labels, rng)
+    trainer = Trainer.for_dataset(model, dataset, rng)
     config = TrainConfig(epochs=1)
     # The permutation _epoch will draw: a generator in the same state as the trainer's.
     twin = type(rng.bit_generator)()
@@ -297,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     G_bound = rng.normal(0, 0.01, size=(batch, 10)).astype(np.float32)  # (256, 10)
     # (b) the core
     model = SoftmaxRegression.init(rng)
-    trainer = Trainer(model, dataset.train_images, dataset.train_labels, dataset.test_images, dataset.test_labels, rng)
+    trainer = Trainer.for_dataset(model, dataset, rng)
     # (c) the textbook port, from its own copy of the same start, shuffling each epoch like a DataLoader
     images = dataset.train_images.reshape(n, -1)
     W_text, b_text = model.W.copy(), model.b.copy()

@@ -402,7 +402,7 @@ def reference_lines(seeds: list[int], threads: int | None = 1) -> dict[int, list
     with threadpool_limits(threads, user_api="blas") if threads else contextlib.nullcontext():
         for seed in seeds:
             rng = np.random.default_rng(seed)
-            trainer = Trainer(SoftmaxRegression.init(rng), data.train_images, data.train_labels, data.test_images, data.test_labels, rng)
+            trainer = Trainer.for_dataset(SoftmaxRegression.init(rng), data, rng)
             lines = [f"untrained test acc {trainer.initial_record().test_acc:.3f}"]
             lines += [record.log_line() for record in trainer.run(TrainConfig())]
             out[seed] = lines

@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
     else:
         model = SoftmaxRegression.init(rng, sigma=args.sigma)
-    trainer = Trainer(model, dataset.train_images, dataset.train_labels, dataset.test_images, dataset.test_labels, rng)
+    trainer = Trainer.for_dataset(model, dataset, rng)
 
     _, test_acc = trainer.evaluate("test")
     print(f"{dataset.title} from {dataset.source}")

@@ -6,11 +6,15 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .functional import accuracy, cross_entropy
 from .model import SoftmaxRegression
+
+if TYPE_CHECKING:
+    from .data import Dataset
 
 SCHEDULES = ("constant", "step", "cosine")
 SOFTMAXES = ("stable", "naive")  # naive: the lesson's exp(z) / sum(exp(z)), which overflows for large logits
@@ -124,6 +128,11 @@ class Trainer:
         self.epochs_done = 0
         self._velocity: tuple[np.ndarray, np.ndarray] | None = None
         self._eye = np.eye(model.b.shape[0], dtype=np.float32)  # one-hot rows, put in each epoch's order
+
+    @classmethod
+    def for_dataset(cls, model: SoftmaxRegression, dataset: Dataset, rng: np.random.Generator) -> Trainer:
+        """A trainer on a loaded data set's train and test splits."""
+        return cls(model, dataset.train_images, dataset.train_labels, dataset.test_images, dataset.test_labels, rng)
 
     def evaluate(self, split: str = "test") -> tuple[float, float]:
         """Mean loss and accuracy of the current model on the "train" or "test" split."""

@@ -112,7 +112,7 @@ def fresh_model(setup: Setup) -> tuple[SoftmaxRegression, np.random.Generator]:
 def untrained_record(dataset: Dataset, setup: Setup) -> EpochRecord:
     """Epoch 0 of a fresh model of this setup: the record Session.new_model would evaluate."""
     model, rng = fresh_model(setup)
-    return Trainer(model, dataset.train_images, dataset.train_labels, dataset.test_images, dataset.test_labels, rng).initial_record()
+    return Trainer.for_dataset(model, dataset, rng).initial_record()
 
 
 DRAW_WAIT = 0.15  # seconds an epoch waits for the page to draw the one before (a closed or hidden page: no more)
@@ -180,7 +180,7 @@ class Session:
         else:
             rng, initial = np.random.default_rng(setup.seed), None
         with self.lock:  # a cancelled thread leaves at its next batch
-            self.trainer = Trainer(model, dataset.train_images, dataset.train_labels, dataset.test_images, dataset.test_labels, rng)
+            self.trainer = Trainer.for_dataset(model, dataset, rng)
         # An untrained model that never made it into the history gives its number to the next one.
         reuse = self.run is not None and self.run not in self.runs
         self.run = Run(self.run.id if reuse else next(self._ids), setup, config, [initial or self.trainer.initial_record()], label=label)
@@ -197,7 +197,7 @@ class Session:
             last.status, last.message = "stopped", "when the page was closed or reloaded"
         if model is not None and dataset is not None and last.setup.dataset == dataset.name:
             rng = np.random.default_rng(last.setup.seed)
-            self.trainer = Trainer(model, dataset.train_images, dataset.train_labels, dataset.test_images, dataset.test_labels, rng)
+            self.trainer = Trainer.for_dataset(model, dataset, rng)
             self.trainer.epochs_done = last.trained_epochs
             self.run = last
 
