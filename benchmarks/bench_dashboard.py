@@ -54,29 +54,10 @@ for _folder in (REPO, Path(__file__).resolve().parent):  # a standalone script: 
     if str(_folder) not in sys.path:
         sys.path.insert(0, str(_folder))
 
-from streamlit_server import StreamlitServer, close_all  # noqa: E402
+from streamlit_server import CHROMIUM, CHROMIUM_ARGS, STREAMLIT_FLAGS, StreamlitServer, close_all  # noqa: E402
 
 from softmax_core.data import ENV_DATA_DIR, FILES, DataError, search_roots  # noqa: E402  (no NumPy work)
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-STREAMLIT_FLAGS = [
-    "--server.headless",
-    "true",
-    "--server.fileWatcherType",
-    "none",
-    "--browser.gatherUsageStats",
-    "false",
-    "--server.address",
-    "127.0.0.1",
-]
 EMPTY_APP = 'import streamlit as st; st.title("Empty")\n'
 TARGET_OPEN_RATIO = 1.5  # dashboard page open <= 1.5x the empty page's
 TARGET_TRAIN_SECONDS = 2.0  # click Train -> "epoch 5, loss" in the DOM

@@ -61,14 +61,11 @@ for _folder in (REPO, Path(__file__).resolve().parent):  # the package from the 
     if str(_folder) not in sys.path:
         sys.path.insert(0, str(_folder))
 
-from streamlit_server import StreamlitServer  # noqa: E402
+from streamlit_server import CHROMIUM, CHROMIUM_ARGS, STREAMLIT_FLAGS, StreamlitServer  # noqa: E402
 
 EPOCHS = 5  # the lesson's default, what Train queues
 TARGET_PEAK_MB = 1024.0
 TARGET_PER_SESSION_MB = 15.0
-STREAMLIT_FLAGS = ["--server.headless", "true", "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"]
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
 EPOCH_LINE = re.compile(r"^epoch (\d+), loss ")
 STORE_PROBLEM = "Runs are kept for this browser tab only"
 # In the page: the Train button (not the hidden copy) is visible and enabled; remember when, in page time.

@@ -1,7 +1,7 @@
-"""A `streamlit run SCRIPT` server for the benchmarks: own process group, free port, output in a temp file.
+"""A `streamlit run SCRIPT` server: own process group, free port, output in a temp file; and the browser to open it in.
 
-Shared by benchmarks/bench_dashboard.py and benchmarks/load_classroom.py (benchmarks/ is not a package:
-each script puts its own folder on sys.path and imports this module by name).
+Shared by benchmarks/bench_dashboard.py, benchmarks/load_classroom.py and the browser tests'
+fixtures (benchmarks/ is not a package: each puts this folder on sys.path and imports the module by name).
 """
 
 from __future__ import annotations
@@ -19,6 +19,11 @@ import urllib.request
 from pathlib import Path
 
 RESERVED_PORTS = range(8600, 8700)  # used by others on this machine
+# How the benchmarks and tests run the dashboard: no browser tab of its own, no file watcher, no telemetry.
+STREAMLIT_FLAGS = ["--server.headless", "true", "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false",
+                   "--server.address", "127.0.0.1"]
+CHROMIUM = "/usr/bin/chromium"  # Debian's; `playwright install` cannot download its own here
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
 HEALTH_TIMEOUT = 60.0
 START_ATTEMPTS = 3
 

@@ -16,51 +16,38 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
+sys.path.insert(0, str(REPO / "benchmarks"))  # one way to run a server and the browser, shared with the benchmarks
+import streamlit_server  # noqa: E402
+from streamlit_server import CHROMIUM_ARGS, STREAMLIT_FLAGS, StreamlitServer  # noqa: E402
+
+CHROMIUM = Path(streamlit_server.CHROMIUM)
 VIEWPORT = {"width": 1280, "height": 720}
 SERVER_START_TIMEOUT = 60.0  # seconds for `/_stcore/health` to answer (imports take a few seconds on a slow machine)
-
-
-def _free_port() -> int:
-    """A TCP port the OS says is free now (other helpers run servers on 8600-8699)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class DashboardServer:
     """A running `streamlit run dashboard.py` process, its URL and its log."""
 
-    def __init__(self, process: subprocess.Popen, url: str, log_path: Path) -> None:
-        self.process, self.url, self.log_path = process, url, log_path
+    def __init__(self, server: StreamlitServer) -> None:
+        self.server = server
+        self.url = server.url.rstrip("/")
 
     def log(self, tail: int = 8000) -> str:
         """The last `tail` characters of the server's stdout and stderr."""
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError as err:
-            return f"(no log: {err})"
-        return text[-tail:]
+        return self.server.output()[-tail:]
 
     def check_alive(self) -> None:
         """Fail the test, with the server's log, when the server has exited."""
-        code = self.process.poll()
-        if code is not None:
-            pytest.fail(f"The Streamlit server exited with status {code}. Its log:\n{self.log()}", pytrace=False)
+        if not self.server.alive():
+            pytest.fail(f"The Streamlit server exited with status {self.server.proc.returncode}. Its log:\n{self.log()}", pytrace=False)
 
     def __str__(self) -> str:
         return self.url
@@ -75,61 +62,30 @@ def _require_data_dir() -> str:
     return str(Path(root).resolve())
 
 
-def _wait_healthy(process: subprocess.Popen, url: str, log_path: Path) -> None:
-    deadline = time.monotonic() + SERVER_START_TIMEOUT
-    last_error = ""
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"The Streamlit server exited with status {process.returncode} before it was ready. Its log:\n"
-                        f"{log_path.read_text(errors='replace')[-8000:]}", pytrace=False)
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, OSError) as err:
-            last_error = str(err)
-        time.sleep(0.2)
-    pytest.fail(f"The Streamlit server did not answer {url}/_stcore/health within {SERVER_START_TIMEOUT:.0f} s ({last_error}). Its log:\n"
-                f"{log_path.read_text(errors='replace')[-8000:]}", pytrace=False)
-
-
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-
-
-def _server_command(port: int) -> list[str]:
-    return [
-        sys.executable, "-m", "streamlit", "run", "dashboard.py",
-        "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1",
-        "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false",
-    ]
+def _start(runs_db: Path, data_dir: str) -> DashboardServer:
+    """`streamlit run dashboard.py` on a free port with the real data and this run store, answering; else the test fails."""
+    env = {**os.environ, "SOFTMAX_DATA_DIR": data_dir, "SOFTMAX_RUNS_DB": str(runs_db), "PYTHONUNBUFFERED": "1"}
+    server = StreamlitServer("dashboard.py", REPO, env, STREAMLIT_FLAGS, log_prefix="e2e-streamlit-", poll=0.2,
+                             health_timeout=SERVER_START_TIMEOUT)
+    try:
+        server.start()
+    except RuntimeError as err:
+        server.close()
+        pytest.fail(f"The Streamlit server did not start: {err}", pytrace=False)
+    return DashboardServer(server)
 
 
 @pytest.fixture(scope="session")
 def dashboard_server() -> Iterator[DashboardServer]:
     """`streamlit run dashboard.py` on a free port, with the real data; yields the server (str() is the base URL)."""
     data_dir = _require_data_dir()
-    port = _free_port()
-    log_dir = Path(tempfile.mkdtemp(prefix="e2e-streamlit-"))
-    log_path = log_dir / "server.log"
-    # The runs the tests make go to a run store of their own, removed afterwards.
-    env = {**os.environ, "SOFTMAX_DATA_DIR": data_dir, "SOFTMAX_RUNS_DB": str(log_dir / "runs.sqlite3"), "PYTHONUNBUFFERED": "1"}
-    command = _server_command(port)
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
+    runs_dir = Path(tempfile.mkdtemp(prefix="e2e-runs-"))  # the runs the tests make go to a store of their own
+    server = _start(runs_dir / "runs.sqlite3", data_dir)
     try:
-        _wait_healthy(process, url, log_path)
-        yield DashboardServer(process, url, log_path)
+        yield server
     finally:
-        _stop(process)
-        shutil.rmtree(log_dir, ignore_errors=True)
+        server.server.close()
+        shutil.rmtree(runs_dir, ignore_errors=True)
 
 
 @pytest.fixture
@@ -137,31 +93,18 @@ def start_dashboards() -> Iterator[Callable[[int, Path], list[DashboardServer]]]
     """A factory: `start_dashboards(n, runs_db)` starts n dashboard servers (free ports, the real data) that share
     the run store SOFTMAX_RUNS_DB=runs_db, waits until every one answers and returns them; all stop after the test."""
     data_dir = _require_data_dir()
-    started: list[subprocess.Popen] = []
-    log_dir = Path(tempfile.mkdtemp(prefix="e2e-streamlit-extra-"))
+    started: list[DashboardServer] = []
 
     def start(n: int, runs_db: Path) -> list[DashboardServer]:
-        env = {**os.environ, "SOFTMAX_DATA_DIR": data_dir, "SOFTMAX_RUNS_DB": str(runs_db), "PYTHONUNBUFFERED": "1"}
-        launched = []
-        for _ in range(n):  # all launched first, then waited for: the imports overlap
-            port = _free_port()
-            while any(server.url.endswith(f":{port}") for server in launched):  # not given twice in a row
-                port = _free_port()
-            log_path = log_dir / f"server-{port}.log"
-            with open(log_path, "wb") as log:
-                process = subprocess.Popen(_server_command(port), cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-            started.append(process)
-            launched.append(DashboardServer(process, f"http://127.0.0.1:{port}", log_path))
-        for server in launched:
-            _wait_healthy(server.process, server.url, server.log_path)
+        launched = [_start(runs_db, data_dir) for _ in range(n)]
+        started.extend(launched)
         return launched
 
     try:
         yield start
     finally:
-        for process in started:
-            _stop(process)
-        shutil.rmtree(log_dir, ignore_errors=True)
+        for server in started:
+            server.server.close()
 
 
 @pytest.fixture(scope="session")
