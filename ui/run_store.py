@@ -97,7 +97,56 @@ def open_store(url: str | None = None) -> RunStore:
                         "Use sqlite:///path or a bare path.")
 
 
-class SQLiteRunStore:
+class _TableStore:
+    """The RunStore interface over TABLE; a subclass runs one statement in one transaction (_execute)."""
+
+    PARAM = "?"  # the driver's placeholder
+    _lock: threading.Lock
+    _conn: object
+
+    def save(self, owner: str, run: dict) -> None:
+        """Insert or replace the owner's run with id run["id"], in one transaction."""
+        if not valid_token(owner):
+            raise RunStoreError("Runs were not saved: the session's owner token is malformed (make one with new_owner_token()).")
+        p = self.PARAM
+        self._execute(
+            f"INSERT INTO {TABLE} (owner, run_id, updated, data) VALUES ({p}, {p}, {p}, {p}) "
+            "ON CONFLICT (owner, run_id) DO UPDATE SET updated = excluded.updated, data = excluded.data",
+            (owner, _run_id(run), time.time(), _dumps(run)),
+        )
+
+    def load(self, owner: str) -> list[dict]:
+        """The owner's runs, ordered by id ([] for an unknown or invalid token); unreadable rows are skipped."""
+        if not valid_token(owner):
+            return []
+        rows = self._execute(f"SELECT run_id, data FROM {TABLE} WHERE owner = {self.PARAM} ORDER BY run_id", (owner,), fetch=True)
+        return _runs_from_rows(rows, self._where())
+
+    def delete(self, owner: str, run_id: int) -> None:
+        """Remove one of the owner's runs (nothing happens when there is none)."""
+        if valid_token(owner):
+            self._execute(f"DELETE FROM {TABLE} WHERE owner = {self.PARAM} AND run_id = {self.PARAM}", (owner, int(run_id)))
+
+    def clear(self, owner: str) -> None:
+        """Remove all of the owner's runs."""
+        if valid_token(owner):
+            self._execute(f"DELETE FROM {TABLE} WHERE owner = {self.PARAM}", (owner,))
+
+    def close(self) -> None:
+        """Close the connection (a later call reopens it)."""
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def _execute(self, sql: str, params: tuple, fetch: bool = False) -> list | None:
+        raise NotImplementedError
+
+    def _where(self) -> str:
+        raise NotImplementedError
+
+
+class SQLiteRunStore(_TableStore):
     """A RunStore in one SQLite file (WAL mode): safe for many threads of one process and for several processes.
 
     One connection per store, used under a lock (do not carry a store across fork()): Streamlit starts a new
@@ -116,49 +165,13 @@ class SQLiteRunStore:
     def __repr__(self) -> str:
         return f"SQLiteRunStore({self.path!r})"
 
-    # --- the RunStore interface ---------------------------------------------------------------------
-
-    def save(self, owner: str, run: dict) -> None:
-        """Insert or replace the owner's run with id run["id"], in one transaction."""
-        if not valid_token(owner):
-            raise RunStoreError("Runs were not saved: the session's owner token is malformed (make one with new_owner_token()).")
-        run_id = _run_id(run)
-        data = _dumps(run)
-        self._write(
-            f"INSERT INTO {TABLE} (owner, run_id, updated, data) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT (owner, run_id) DO UPDATE SET updated = excluded.updated, data = excluded.data",
-            (owner, run_id, time.time(), data),
-        )
-
-    def load(self, owner: str) -> list[dict]:
-        """The owner's runs, ordered by id ([] for an unknown or invalid token); unreadable rows are skipped."""
-        if not valid_token(owner):
-            return []
-        with self._lock:
-            rows = self._run(lambda conn: conn.execute(f"SELECT run_id, data FROM {TABLE} WHERE owner = ? ORDER BY run_id", (owner,)).fetchall())
-        return _runs_from_rows(rows, self.path)
-
-    def delete(self, owner: str, run_id: int) -> None:
-        """Remove one of the owner's runs (nothing happens when there is none)."""
-        if valid_token(owner):
-            self._write(f"DELETE FROM {TABLE} WHERE owner = ? AND run_id = ?", (owner, int(run_id)))
-
-    def clear(self, owner: str) -> None:
-        """Remove all of the owner's runs."""
-        if valid_token(owner):
-            self._write(f"DELETE FROM {TABLE} WHERE owner = ?", (owner,))
-
-    def close(self) -> None:
-        """Close the connection (a later call reopens it)."""
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-
     # --- internals -------------------------------------------------------------------------------------
 
-    def _write(self, sql: str, params: tuple) -> None:
-        """One statement in its own transaction: all of it is written, or (after a crash) none of it."""
+    def _execute(self, sql: str, params: tuple, fetch: bool = False) -> list | None:
+        """One statement; a write in its own transaction: all of it is written, or (after a crash) none of it."""
+
+        def read(conn: sqlite3.Connection) -> list:
+            return conn.execute(sql, params).fetchall()
 
         def write(conn: sqlite3.Connection) -> None:
             conn.execute("BEGIN IMMEDIATE")  # take the write lock first: no deadlock-prone lock upgrade later
@@ -171,7 +184,10 @@ class SQLiteRunStore:
                 raise
 
         with self._lock:
-            self._run(write)
+            return self._run(read if fetch else write)
+
+    def _where(self) -> str:
+        return self.path
 
     def _run(self, operation: Callable[[sqlite3.Connection], T]) -> T:
         """operation(connection), with SQLite's errors turned into RunStoreError; called under self._lock."""
@@ -256,7 +272,7 @@ def _runs_from_rows(rows: list[tuple[int, str]], where: str) -> list[dict]:
     return runs
 
 
-class PostgresRunStore:
+class PostgresRunStore(_TableStore):
     """A RunStore in a PostgreSQL database, for several servers (replicas behind a load balancer) at once.
 
     The same table and statements as the SQLite store (%s placeholders); one connection under a lock, opened
@@ -279,42 +295,18 @@ class PostgresRunStore:
     def __repr__(self) -> str:
         return "PostgresRunStore(<url not shown>)"
 
-    def save(self, owner: str, run: dict) -> None:
-        """Insert or replace the owner's run with id run["id"], in one transaction."""
-        if not valid_token(owner):
-            raise RunStoreError("Runs were not saved: the session's owner token is malformed (make one with new_owner_token()).")
-        params = (owner, _run_id(run), time.time(), _dumps(run))
+    PARAM = "%s"
+
+    def _execute(self, sql: str, params: tuple, fetch: bool = False) -> list | None:
+        def statement(conn) -> list | None:
+            cursor = conn.execute(sql, params)
+            return cursor.fetchall() if fetch else None
+
         with self._lock:
-            self._run(lambda conn: conn.execute(
-                f"INSERT INTO {TABLE} (owner, run_id, updated, data) VALUES (%s, %s, %s, %s) "
-                "ON CONFLICT (owner, run_id) DO UPDATE SET updated = excluded.updated, data = excluded.data", params))
+            return self._run(statement)
 
-    def load(self, owner: str) -> list[dict]:
-        """The owner's runs, ordered by id ([] for an unknown or invalid token)."""
-        if not valid_token(owner):
-            return []
-        with self._lock:
-            rows = self._run(lambda conn: conn.execute(f"SELECT run_id, data FROM {TABLE} WHERE owner = %s ORDER BY run_id", (owner,)).fetchall())
-        return _runs_from_rows(rows, "PostgreSQL")
-
-    def delete(self, owner: str, run_id: int) -> None:
-        """Remove one of the owner's runs."""
-        if valid_token(owner):
-            with self._lock:
-                self._run(lambda conn: conn.execute(f"DELETE FROM {TABLE} WHERE owner = %s AND run_id = %s", (owner, int(run_id))))
-
-    def clear(self, owner: str) -> None:
-        """Remove all of the owner's runs."""
-        if valid_token(owner):
-            with self._lock:
-                self._run(lambda conn: conn.execute(f"DELETE FROM {TABLE} WHERE owner = %s", (owner,)))
-
-    def close(self) -> None:
-        """Close the connection (a later call reopens it)."""
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+    def _where(self) -> str:
+        return "PostgreSQL"
 
     def _run(self, operation: Callable):
         """operation(connection) in one transaction (autocommit off); errors become RunStoreError."""
