@@ -13,6 +13,8 @@ import sys
 import tempfile
 import textwrap
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,6 +22,9 @@ import pytest
 from softmax_core import EpochRecord, TrainConfig
 from ui.run_store import (
     ENV_RUNS_DB,
+    MAX_RUNS,
+    SCHEMA_VERSION,
+    TABLE,
     RunStore,
     RunStoreError,
     SQLiteRunStore,
@@ -28,6 +33,7 @@ from ui.run_store import (
     open_store,
     valid_token,
 )
+from ui.saver import SAVER_BUSY_TIMEOUT, Saver
 from ui.session import Run, Setup
 
 REPO = Path(__file__).resolve().parent.parent
@@ -185,7 +191,7 @@ def test_concurrent_saves_from_threads(store: SQLiteRunStore) -> None:
     assert not errors, errors
     for owner in owners:
         assert json.dumps(store.load(owner)) == json.dumps(list(payloads.values()))  # NaN == NaN
-    assert len(store.load(shared)) == 1 + 8 * 25
+    assert 1 + 8 * 25 > MAX_RUNS and len(store.load(shared)) == MAX_RUNS  # the cap holds under concurrent saves too
 
 
 def test_two_processes_share_one_file(tmp_path: Path) -> None:
@@ -344,3 +350,213 @@ def test_default_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("XDG_DATA_HOME", "relative/ignored")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert default_path() == tmp_path / "home" / ".local" / "share" / "softmax-regression" / "runs.sqlite3"
+
+
+def test_cap_drops_the_oldest_ended_runs_never_a_training_one(store: SQLiteRunStore) -> None:
+    owner, other = new_owner_token(), new_owner_token()
+    store.save(other, make_run(1).to_dict())
+    assert store.save(owner, make_run(1, status="training").to_dict()) == []
+    for run_id in range(2, MAX_RUNS + 1):
+        assert store.save(owner, {"id": run_id, "status": "finished"}) == []
+    assert len(store.load(owner)) == MAX_RUNS
+    assert store.save(owner, {"id": MAX_RUNS + 1, "status": "finished"}) == [2]  # run 201: the oldest finished one goes
+    ids = [r["id"] for r in store.load(owner)]
+    assert len(ids) == MAX_RUNS and ids[:2] == [1, 3] and ids[-1] == MAX_RUNS + 1
+    assert store.save(owner, {"id": 1, "status": "training", "records": [1]}) == []  # replacing a run adds none
+    assert store.save(owner, make_run(MAX_RUNS + 2, status="stopped").to_dict()) == [3]
+    assert store.load(owner)[0] == {"id": 1, "status": "training", "records": [1]}  # still there: it is training
+    assert [r["id"] for r in store.load(other)] == [1]  # another owner's runs do not count
+
+
+def test_cap_with_only_training_runs_drops_nothing(tmp_path: Path) -> None:
+    store = SQLiteRunStore(tmp_path / "runs.sqlite3", max_runs=3)
+    owner = new_owner_token()
+    for run_id in range(1, 5):
+        assert store.save(owner, {"id": run_id, "status": "training"}) == []
+    assert len(store.load(owner)) == 4
+
+
+def test_a_schema_1_file_gets_its_status_column(tmp_path: Path) -> None:
+    path, owner = tmp_path / "runs.sqlite3", new_owner_token()
+    with sqlite3.connect(path) as conn:  # the table as schema 1 made it
+        conn.execute(f"CREATE TABLE {TABLE} (owner TEXT NOT NULL, run_id INTEGER NOT NULL, updated REAL NOT NULL, "
+                     "data TEXT NOT NULL, PRIMARY KEY (owner, run_id))")
+        conn.executemany(f"INSERT INTO {TABLE} VALUES (?, ?, 0, ?)", [
+            (owner, 1, json.dumps({"id": 1, "status": "training"})), (owner, 2, json.dumps({"id": 2, "status": "finished"})),
+            (owner, 3, "not json")])
+        conn.execute("PRAGMA user_version = 1")
+    store = SQLiteRunStore(path, max_runs=2)
+    assert [r["id"] for r in store.load(owner)] == [1, 2]
+    assert store.save(owner, {"id": 4, "status": "finished"}) == [2]  # 1 is training; 3 has no status it could be dropped for
+    store.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+
+
+# --- the Saver: the page hands runs over and never waits --------------------------------------------------
+
+def wait_for(condition: Callable[[], bool], limit: float = 30.0) -> bool:
+    """Poll condition until it holds (True) or limit seconds pass (False)."""
+    deadline = time.monotonic() + limit
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def states(run_id: int, n: int) -> list[dict]:
+    """n successive states of one run: it trains one more epoch each time, then finishes."""
+    out = [make_run(run_id, epochs=e, status="training").to_dict() for e in range(1, n)]
+    return [*out, make_run(run_id, epochs=n).to_dict()]
+
+
+@pytest.fixture
+def locked_file(tmp_path: Path):
+    """A store file with one saved run, and a function that holds (True) or releases (False) another connection's write lock on it."""
+    path = tmp_path / "runs.sqlite3"
+    owner = new_owner_token()
+    store = SQLiteRunStore(path)
+    store.save(owner, make_run(1).to_dict())
+    store.close()
+    holder = sqlite3.connect(path, isolation_level=None)
+
+    def lock(hold: bool) -> None:
+        holder.execute("BEGIN EXCLUSIVE" if hold else "ROLLBACK")
+
+    yield path, owner, lock
+    if holder.in_transaction:
+        holder.execute("ROLLBACK")
+    holder.close()
+
+
+def test_saver_waits_for_a_locked_store_and_the_page_does_not(locked_file) -> None:
+    path, owner, lock = locked_file
+    lock(True)
+    saver = Saver(lambda: open_store(str(path), busy_timeout=SAVER_BUSY_TIMEOUT), first_backoff=0.05, max_backoff=0.2)
+    newest = states(2, 10)
+    for state in newest:
+        assert saver.save(owner, state) is None  # returned while the file is locked
+    assert wait_for(lambda: saver.problem(owner) != ""), "the saver never said that the store is failing"
+    assert "locked by another process" in saver.problem(owner) and "retried" in saver.problem(owner)
+    assert saver.pending(owner) == 1  # ten states of one run: only the newest waits
+    reader = SQLiteRunStore(path)  # a page opens and reads the store while it is locked
+    assert [r["id"] for r in reader.load(owner)] == [1]
+    assert same_loaded(saver.load(owner, reader.load), [make_run(1), make_run(2, epochs=10)])  # a reload now gets the newest state
+    assert not saver.flush(0.3)  # still locked: nothing can be written
+    lock(False)
+    assert saver.flush(30)
+    assert saver.problem(owner) == "" and saver.pending() == 0
+    assert same_loaded(reader.load(owner), [make_run(1), make_run(2, epochs=10)])  # the newest state, finished
+    saver.close()
+    reader.close()
+
+
+def same_loaded(loaded: list[dict], runs: list[Run]) -> bool:
+    return len(loaded) == len(runs) and all(same_run(Run.from_dict(d), r) for d, r in zip(loaded, runs, strict=True))
+
+
+class StuckStore(SQLiteRunStore):
+    """A store whose save hangs until released (a store that never answers)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.entered, self.release = threading.Event(), threading.Event()
+
+    def save(self, owner: str, run: dict) -> list[int]:
+        self.entered.set()
+        self.release.wait(60)
+        return super().save(owner, run)
+
+
+def test_save_returns_while_the_store_hangs(tmp_path: Path) -> None:
+    store = StuckStore(tmp_path / "runs.sqlite3")
+    saver, owner = Saver(store), new_owner_token()
+    saver.save(owner, make_run(1, status="training").to_dict())
+    assert store.entered.wait(30)  # the saver's thread is inside the store and does not come back ...
+    for state in states(1, 5):
+        saver.save(owner, state)  # ... and the page still hands over new states
+    saver.delete_all(new_owner_token())
+    assert saver.pending(owner) == 1 and saver.problem(owner) == ""
+    store.release.set()
+    assert saver.flush(30)
+    assert same_loaded(store.load(owner), [make_run(1, epochs=5)])
+    saver.close()
+
+
+def test_delete_all_is_ordered_with_the_saves(locked_file) -> None:
+    path, alice, lock = locked_file  # alice has run 1 in the file
+    bob = new_owner_token()
+    lock(True)
+    saver = Saver(lambda: open_store(str(path), busy_timeout=SAVER_BUSY_TIMEOUT), first_backoff=0.05, max_backoff=0.2)
+    saver.save(alice, make_run(2).to_dict())
+    saver.save(bob, make_run(1).to_dict())
+    saver.save(alice, make_run(3).to_dict())
+    saver.delete_all(alice)  # drops alice's waiting saves; deletes her stored run 1 ...
+    assert saver.pending(alice) == 1
+    saver.save(alice, make_run(4).to_dict())  # ... and this one is written after the deletion
+    assert saver.pending(alice) == 2 and saver.pending() == 3
+    reader = SQLiteRunStore(path)
+    assert [r["id"] for r in saver.load(alice, reader.load)] == [4]  # what a reload sees now
+    lock(False)
+    assert saver.flush(30)
+    assert [r["id"] for r in reader.load(alice)] == [4]
+    assert [r["id"] for r in reader.load(bob)] == [1]
+    saver.delete_all(alice)
+    saver.save(bob, make_run(2).to_dict())
+    assert saver.flush(30)
+    assert reader.load(alice) == [] and [r["id"] for r in reader.load(bob)] == [1, 2]
+    saver.close()
+    reader.close()
+
+
+def test_saver_over_both_stores(store: SQLiteRunStore) -> None:
+    saver, owner = Saver(store), new_owner_token()
+    for run_id in (1, 2, 3):
+        for state in states(run_id, 3):
+            saver.save(owner, state)
+    saver.delete_all(owner)
+    for state in states(4, 4):
+        saver.save(owner, state)
+    assert saver.flush(30) and saver.problem(owner) == ""
+    assert same_loaded(store.load(owner), [make_run(4, epochs=4)])
+
+
+def test_saver_reports_the_cap(tmp_path: Path) -> None:
+    store = SQLiteRunStore(tmp_path / "runs.sqlite3")
+    saver, owner = Saver(store), new_owner_token()
+    saver.save(owner, {"id": 1, "status": "training"})
+    for run_id in range(2, MAX_RUNS + 2):  # 201 runs
+        saver.save(owner, {"id": run_id, "status": "finished"})
+    assert saver.flush(30)
+    ids = [r["id"] for r in store.load(owner)]
+    assert len(ids) == MAX_RUNS and 1 in ids and 2 not in ids
+    assert saver.notice(owner) == f"This server keeps {MAX_RUNS} runs per link: the oldest ended run (2) was deleted from it."
+    saver.close()
+
+
+def test_saver_drops_a_run_that_can_never_be_saved(tmp_path: Path) -> None:
+    store = SQLiteRunStore(tmp_path / "runs.sqlite3")
+    saver, owner = Saver(store), new_owner_token()
+    saver.save(owner, {"id": "seven"})
+    saver.save("not a token", make_run(1).to_dict())
+    assert saver.flush(30)  # refused, not retried
+    assert "whole-number 'id'" in saver.problem(owner) and "owner token" in saver.problem("not a token")
+    saver.save(owner, make_run(1).to_dict())
+    assert saver.flush(30) and saver.problem(owner) == ""
+    assert [r["id"] for r in store.load(owner)] == [1]
+    saver.close()
+
+
+def test_saver_keeps_runs_until_the_store_can_be_opened(tmp_path: Path) -> None:
+    blocker = tmp_path / "runs"  # a file where the store's folder should be
+    blocker.write_text("not a folder")
+    path, owner = blocker / "runs.sqlite3", new_owner_token()
+    saver = Saver(lambda: open_store(str(path), busy_timeout=SAVER_BUSY_TIMEOUT), first_backoff=0.05, max_backoff=0.2)
+    saver.save(owner, make_run(1).to_dict())
+    assert wait_for(lambda: "Cannot create the folder" in saver.problem(owner))
+    assert saver.problem(new_owner_token()) == ""  # nothing of theirs waits
+    blocker.unlink()  # the folder can be made now
+    assert saver.flush(30) and saver.problem(owner) == ""
+    assert same_loaded(SQLiteRunStore(path).load(owner), [make_run(1)])
+    saver.close()

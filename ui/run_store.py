@@ -3,10 +3,11 @@
 A browser session keeps its token (in the URL, say); after a reload or a server restart, `load(token)`
 gives its runs back as `Run.to_dict()` dicts. `open_store()` picks the back end from a URL: SQLite now;
 the interface and SQL are plain enough (one table, parameters, `INSERT ... ON CONFLICT`, no SQLite-only
-features in the interface) that a PostgreSQL store can be added beside it.
+features in the interface) that a PostgreSQL store sits beside it.
 
 Every failure (an unwritable location, a corrupt file, a locked or full disk) raises `RunStoreError`,
-whose message says what to do; the caller can show it and carry on without persistence.
+whose message says what to do; the caller can show it and carry on without persistence. A page should
+not call `save` itself: `ui.saver.Saver` saves in the background and retries until the store works.
 """
 
 from __future__ import annotations
@@ -29,8 +30,10 @@ TOKEN_BYTES = 16  # 128 random bits: unguessable
 TOKEN_LENGTH = 22  # len(secrets.token_urlsafe(16)): base64url without padding
 _TOKEN_RE = re.compile(rf"[A-Za-z0-9_-]{{{TOKEN_LENGTH}}}")
 TABLE = "softmax_runs"  # a specific name, so the table can live in a shared (e.g. PostgreSQL) database
-SCHEMA_VERSION = 1  # kept in PRAGMA user_version; a file from a newer version is refused, not altered
-BUSY_TIMEOUT_MS = 10_000  # how long a write waits for another process's write before giving up
+SCHEMA_VERSION = 2  # kept in PRAGMA user_version; a file from a newer version is refused, not altered (2: a status column)
+BUSY_TIMEOUT = 10.0  # seconds a write waits for another process's write before giving up (the Saver passes a short one)
+MAX_RUNS = 200  # runs kept per owner; a save beyond it drops the owner's oldest ended runs
+ENDED = ("finished", "stopped", "diverged")  # statuses of runs that may be dropped to keep MAX_RUNS (never "training")
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -38,6 +41,10 @@ T = TypeVar("T")
 
 class RunStoreError(Exception):
     """The run store cannot be used; the message says why and what to do."""
+
+
+class InvalidRun(RunStoreError):
+    """This save can never succeed (a malformed owner token, a run without a whole-number id, not JSON data)."""
 
 
 def new_owner_token() -> str:
@@ -54,8 +61,8 @@ def valid_token(text: object) -> bool:
 class RunStore(Protocol):
     """Runs (`Run.to_dict()` dicts) kept per owner token; every method may raise RunStoreError."""
 
-    def save(self, owner: str, run: dict) -> None:
-        """Insert or replace the owner's run with id run["id"], atomically."""
+    def save(self, owner: str, run: dict) -> list[int]:
+        """Insert or replace the owner's run with id run["id"], atomically; the ids of ended runs dropped to keep MAX_RUNS."""
 
     def load(self, owner: str) -> list[dict]:
         """The owner's runs, ordered by id ([] for an unknown or invalid token)."""
@@ -80,57 +87,80 @@ def default_path() -> Path:
     return base / "softmax-regression" / "runs.sqlite3"
 
 
-def open_store(url: str | None = None) -> RunStore:
-    """The store at url: 'sqlite:///relative.db', 'sqlite:////absolute.db' or a bare path; default $SOFTMAX_RUNS_DB, else default_path()."""
+def open_store(url: str | None = None, busy_timeout: float = BUSY_TIMEOUT, max_runs: int = MAX_RUNS) -> RunStore:
+    """The store at url: 'sqlite:///relative.db', 'sqlite:////absolute.db' or a bare path; default $SOFTMAX_RUNS_DB, else default_path().
+
+    busy_timeout: seconds a write waits for another writer's lock; max_runs: runs kept per owner.
+    """
     url = url or os.environ.get(ENV_RUNS_DB) or str(default_path())
     scheme, sep, rest = url.partition("://")
     if not sep:  # a bare path (a Windows path's "C:\" has no "://")
-        return SQLiteRunStore(url)
+        return SQLiteRunStore(url, busy_timeout, max_runs)
     scheme = scheme.lower()
     if scheme == "sqlite":
         if not rest.startswith("/") or rest == "/":  # SQLAlchemy's form: three slashes, then the path
             raise RunStoreError(f"Cannot read the run store URL {url!r}: write sqlite:///runs.db (relative) or sqlite:////abs/path/runs.db.")
-        return SQLiteRunStore(rest[1:])
+        return SQLiteRunStore(rest[1:], busy_timeout, max_runs)
     if scheme in ("postgresql", "postgres"):
-        return PostgresRunStore(url)
+        return PostgresRunStore(url, busy_timeout, max_runs)
     raise RunStoreError(f"Unknown run store URL scheme {scheme}:// (the URL is not repeated: it may hold a password). "
                         "Use sqlite:///path or a bare path.")
 
 
+Execute = Callable[[str, tuple], list]  # runs one statement of the transaction and returns its rows ([] when it has none)
+
+
 class _TableStore:
-    """The RunStore interface over TABLE; a subclass runs one statement in one transaction (_execute)."""
+    """The RunStore interface over TABLE; a subclass runs a unit of work in one transaction (_transaction)."""
 
     PARAM = "?"  # the driver's placeholder
+    max_runs: int
     _lock: threading.Lock
     _conn: object
 
-    def save(self, owner: str, run: dict) -> None:
-        """Insert or replace the owner's run with id run["id"], in one transaction."""
+    def save(self, owner: str, run: dict) -> list[int]:
+        """Insert or replace the owner's run with id run["id"], in one transaction; the ids of ended runs dropped to keep max_runs."""
         if not valid_token(owner):
-            raise RunStoreError("Runs were not saved: the session's owner token is malformed (make one with new_owner_token()).")
+            raise InvalidRun("Runs were not saved: the session's owner token is malformed (make one with new_owner_token()).")
+        run_id, data, status = _run_id(run), _dumps(run), _status(run)
         p = self.PARAM
-        self._execute(
-            f"INSERT INTO {TABLE} (owner, run_id, updated, data) VALUES ({p}, {p}, {p}, {p}) "
-            "ON CONFLICT (owner, run_id) DO UPDATE SET updated = excluded.updated, data = excluded.data",
-            (owner, _run_id(run), time.time(), _dumps(run)),
-        )
+
+        def work(execute: Execute) -> list[int]:
+            execute(f"INSERT INTO {TABLE} (owner, run_id, updated, status, data) VALUES ({p}, {p}, {p}, {p}, {p}) "
+                    "ON CONFLICT (owner, run_id) DO UPDATE SET updated = excluded.updated, status = excluded.status, data = excluded.data",
+                    (owner, run_id, time.time(), status, data))
+            [(count,)] = execute(f"SELECT COUNT(*) FROM {TABLE} WHERE owner = {p}", (owner,))
+            if count <= self.max_runs:
+                return []
+            # the oldest runs that have ended go first; a training run (and the one just saved) always stays
+            rows = execute(f"SELECT run_id FROM {TABLE} WHERE owner = {p} AND run_id <> {p} AND status IN ({', '.join([p] * len(ENDED))}) "
+                           f"ORDER BY run_id LIMIT {int(count - self.max_runs)}", (owner, run_id, *ENDED))
+            dropped = [row[0] for row in rows]
+            if dropped:
+                execute(f"DELETE FROM {TABLE} WHERE owner = {p} AND run_id IN ({', '.join([p] * len(dropped))})", (owner, *dropped))
+            return dropped
+
+        return self._transaction(work)
 
     def load(self, owner: str) -> list[dict]:
         """The owner's runs, ordered by id ([] for an unknown or invalid token); unreadable rows are skipped."""
         if not valid_token(owner):
             return []
-        rows = self._execute(f"SELECT run_id, data FROM {TABLE} WHERE owner = {self.PARAM} ORDER BY run_id", (owner,), fetch=True)
+        sql = f"SELECT run_id, data FROM {TABLE} WHERE owner = {self.PARAM} ORDER BY run_id"
+        rows = self._transaction(lambda execute: execute(sql, (owner,)), write=False)
         return _runs_from_rows(rows, self._where())
 
     def delete(self, owner: str, run_id: int) -> None:
         """Remove one of the owner's runs (nothing happens when there is none)."""
         if valid_token(owner):
-            self._execute(f"DELETE FROM {TABLE} WHERE owner = {self.PARAM} AND run_id = {self.PARAM}", (owner, int(run_id)))
+            sql = f"DELETE FROM {TABLE} WHERE owner = {self.PARAM} AND run_id = {self.PARAM}"
+            self._transaction(lambda execute: execute(sql, (owner, int(run_id))))
 
     def clear(self, owner: str) -> None:
         """Remove all of the owner's runs."""
         if valid_token(owner):
-            self._execute(f"DELETE FROM {TABLE} WHERE owner = {self.PARAM}", (owner,))
+            sql = f"DELETE FROM {TABLE} WHERE owner = {self.PARAM}"
+            self._transaction(lambda execute: execute(sql, (owner,)))
 
     def close(self) -> None:
         """Close the connection (a later call reopens it)."""
@@ -139,7 +169,7 @@ class _TableStore:
                 self._conn.close()
                 self._conn = None
 
-    def _execute(self, sql: str, params: tuple, fetch: bool = False) -> list | None:
+    def _transaction(self, work: Callable[[Execute], T], write: bool = True) -> T:
         raise NotImplementedError
 
     def _where(self) -> str:
@@ -155,8 +185,9 @@ class SQLiteRunStore(_TableStore):
     be on a local disk (WAL needs shared memory; network file systems are not supported by SQLite's WAL).
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], busy_timeout: float = BUSY_TIMEOUT, max_runs: int = MAX_RUNS) -> None:
         self.path = str(path)
+        self.busy_timeout, self.max_runs = float(busy_timeout), int(max_runs)
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
         with self._lock:
@@ -167,34 +198,31 @@ class SQLiteRunStore(_TableStore):
 
     # --- internals -------------------------------------------------------------------------------------
 
-    def _execute(self, sql: str, params: tuple, fetch: bool = False) -> list | None:
-        """One statement; a write in its own transaction: all of it is written, or (after a crash) none of it."""
-
-        def read(conn: sqlite3.Connection) -> list:
-            return conn.execute(sql, params).fetchall()
-
-        def write(conn: sqlite3.Connection) -> None:
-            conn.execute("BEGIN IMMEDIATE")  # take the write lock first: no deadlock-prone lock upgrade later
-            try:
-                conn.execute(sql, params)
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-
+    def _transaction(self, work: Callable[[Execute], T], write: bool = True) -> T:
+        """work(execute); a write in one transaction: all of it is written, or (after a crash) none of it."""
         with self._lock:
-            return self._run(read if fetch else write)
+            try:
+                conn = self._connection()
+
+                def execute(sql: str, params: tuple) -> list:
+                    return conn.execute(sql, params).fetchall()
+
+                if not write:  # WAL: a read sees the last commit and never waits for a writer
+                    return work(execute)
+                conn.execute("BEGIN IMMEDIATE")  # take the write lock first: no deadlock-prone lock upgrade later
+                try:
+                    result = work(execute)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+                return result
+            except sqlite3.Error as err:
+                raise RunStoreError(self._explain(err)) from err
 
     def _where(self) -> str:
         return self.path
-
-    def _run(self, operation: Callable[[sqlite3.Connection], T]) -> T:
-        """operation(connection), with SQLite's errors turned into RunStoreError; called under self._lock."""
-        try:
-            return operation(self._connection())
-        except sqlite3.Error as err:
-            raise RunStoreError(self._explain(err)) from err
 
     def _connection(self) -> sqlite3.Connection:
         """The connection, opened (and the table created) on first use or after close()."""
@@ -209,34 +237,47 @@ class SQLiteRunStore(_TableStore):
         conn = None
         try:
             # autocommit (isolation_level=None): transactions are explicit, one per write
-            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False)
-            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False)
+            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
             conn.execute("PRAGMA journal_mode = WAL")  # readers never block the writer; a crash mid-write is rolled back
             conn.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: consistent after a crash, only the last commits may be lost on power loss
             self._create_schema(conn)
-        except sqlite3.Error as err:
+        except (sqlite3.Error, RunStoreError) as err:
             if conn is not None:
                 conn.close()
+            if isinstance(err, RunStoreError):
+                raise
             raise RunStoreError(self._explain(err)) from err
         self._conn = conn
         return conn
 
     def _create_schema(self, conn: sqlite3.Connection) -> None:
+        """Create the table, or bring an older one up to SCHEMA_VERSION; a current file is only read (no write lock)."""
+        if self._schema_version(conn) == SCHEMA_VERSION:
+            return
         conn.execute("BEGIN IMMEDIATE")
         try:
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise RunStoreError(f"The run store {self.path} was written by a newer version of this app (schema {version}). "
-                                    f"Update the app, or set {ENV_RUNS_DB} to another file.")
-            conn.execute(f"CREATE TABLE IF NOT EXISTS {TABLE} ("
-                         "owner TEXT NOT NULL, run_id INTEGER NOT NULL, updated REAL NOT NULL, data TEXT NOT NULL, "
-                         "PRIMARY KEY (owner, run_id))")
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            version = self._schema_version(conn)  # again, under the lock: another process may have done it meanwhile
+            if version < SCHEMA_VERSION:
+                conn.execute(f"CREATE TABLE IF NOT EXISTS {TABLE} ("
+                             "owner TEXT NOT NULL, run_id INTEGER NOT NULL, updated REAL NOT NULL, status TEXT NOT NULL DEFAULT '', "
+                             "data TEXT NOT NULL, PRIMARY KEY (owner, run_id))")
+                if version == 1:  # version 1 had no status column
+                    conn.execute(f"ALTER TABLE {TABLE} ADD COLUMN status TEXT NOT NULL DEFAULT ''")
+                    _fill_status(lambda sql, params: conn.execute(sql, params).fetchall(), self.PARAM)
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+
+    def _schema_version(self, conn: sqlite3.Connection) -> int:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise RunStoreError(f"The run store {self.path} was written by a newer version of this app (schema {version}). "
+                                f"Update the app, or set {ENV_RUNS_DB} to another file.")
+        return version
 
     def _explain(self, err: sqlite3.Error) -> str:
         """A message for the user: what went wrong with which file, and what to do."""
@@ -247,7 +288,7 @@ class SQLiteRunStore(_TableStore):
             return (f"{where} is damaged or is not a SQLite database ({text}). Move it aside (keep it if you want to "
                     f"rescue runs) or delete it, or set {ENV_RUNS_DB} to another file; runs are not kept meanwhile.")
         if code.startswith("SQLITE_BUSY") or code.startswith("SQLITE_LOCKED") or "locked" in text:
-            return f"{where} stayed locked by another process for {BUSY_TIMEOUT_MS / 1000:g} s ({text}); try again in a moment."
+            return f"{where} is locked by another process ({text}): it is busy writing, or a program holds it open in a transaction."
         if code.startswith("SQLITE_CANTOPEN") or code.startswith("SQLITE_READONLY") or code.startswith("SQLITE_PERM") or "unable to open" in text:
             return (f"{where} cannot be opened for writing ({text}). Make its folder writable, or set {ENV_RUNS_DB} "
                     "to a file in a writable folder on a local disk; runs are not kept meanwhile.")
@@ -279,31 +320,36 @@ class PostgresRunStore(_TableStore):
     again after a dropped connection. Needs the `psycopg` package (`pip install "psycopg[binary]"`).
     """
 
-    def __init__(self, url: str) -> None:
+    PARAM = "%s"
+
+    def __init__(self, url: str, busy_timeout: float = BUSY_TIMEOUT, max_runs: int = MAX_RUNS) -> None:
         try:
             import psycopg  # noqa: PLC0415 -- only servers that use PostgreSQL need it
         except ImportError as err:
             raise RunStoreError('A PostgreSQL run store needs the psycopg package: pip install "psycopg[binary]".') from err
         self._psycopg, self._url = psycopg, url
+        self.busy_timeout, self.max_runs = float(busy_timeout), int(max_runs)
         self._lock = threading.Lock()
         self._conn = None
         with self._lock:
-            self._run(lambda conn: conn.execute(
-                f"CREATE TABLE IF NOT EXISTS {TABLE} (owner TEXT NOT NULL, run_id BIGINT NOT NULL, "
-                "updated DOUBLE PRECISION NOT NULL, data TEXT NOT NULL, PRIMARY KEY (owner, run_id))"))
+            self._run(self._create_schema)
 
     def __repr__(self) -> str:
         return "PostgresRunStore(<url not shown>)"
 
-    PARAM = "%s"
+    def _create_schema(self, conn) -> None:
+        conn.execute(f"CREATE TABLE IF NOT EXISTS {TABLE} (owner TEXT NOT NULL, run_id BIGINT NOT NULL, "
+                     "updated DOUBLE PRECISION NOT NULL, status TEXT NOT NULL DEFAULT '', data TEXT NOT NULL, PRIMARY KEY (owner, run_id))")
+        has_status = conn.execute("SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() "
+                                  "AND table_name = %s AND column_name = 'status'", (TABLE,)).fetchone()
+        if not has_status:  # a table of schema 1 (no status column); other servers may be doing the same
+            conn.execute(f"ALTER TABLE {TABLE} ADD COLUMN IF NOT EXISTS status TEXT NOT NULL DEFAULT ''")
+            _fill_status(_executor(conn), self.PARAM)
 
-    def _execute(self, sql: str, params: tuple, fetch: bool = False) -> list | None:
-        def statement(conn) -> list | None:
-            cursor = conn.execute(sql, params)
-            return cursor.fetchall() if fetch else None
-
+    def _transaction(self, work: Callable[[Execute], T], write: bool = True) -> T:
+        """work(execute) in one transaction."""
         with self._lock:
-            return self._run(statement)
+            return self._run(lambda conn: work(_executor(conn)))
 
     def _where(self) -> str:
         return "PostgreSQL"
@@ -315,8 +361,14 @@ class PostgresRunStore(_TableStore):
             try:
                 if self._conn is None or self._conn.closed:
                     self._conn = psycopg.connect(self._url, connect_timeout=10)
+                    # a write waits this long for another connection's row locks, then fails (the Saver retries)
+                    self._conn.execute(f"SET lock_timeout = {max(1, int(self.busy_timeout * 1000))}")
+                    self._conn.commit()
                 with self._conn.transaction():
                     return operation(self._conn)
+            except psycopg.errors.LockNotAvailable as err:
+                raise RunStoreError(f"The PostgreSQL run store is locked by another connection ({type(err).__name__}): "
+                                    "it is busy, or a program holds a lock on its table.") from err
             except psycopg.OperationalError as err:
                 self._conn = None
                 if attempt == 2:
@@ -327,11 +379,38 @@ class PostgresRunStore(_TableStore):
         raise AssertionError("unreachable")
 
 
+def _executor(conn) -> Execute:
+    """execute(sql, params) on a psycopg connection, returning the rows ([] for a statement without any)."""
+
+    def execute(sql: str, params: tuple) -> list:
+        cursor = conn.execute(sql, params)
+        return cursor.fetchall() if cursor.description is not None else []
+
+    return execute
+
+
+def _fill_status(execute: Execute, p: str) -> None:
+    """Copy each run's status out of its JSON into the status column (rows written before the column existed)."""
+    for owner, run_id, data in execute(f"SELECT owner, run_id, data FROM {TABLE} WHERE status = ''", ()):
+        try:
+            status = _status(json.loads(data))
+        except (TypeError, ValueError):
+            continue  # load() skips such a row anyway
+        if status:
+            execute(f"UPDATE {TABLE} SET status = {p} WHERE owner = {p} AND run_id = {p}", (status, owner, run_id))
+
+
+def _status(run: object) -> str:
+    """run["status"] when it is a string, else ""."""
+    status = run.get("status") if isinstance(run, dict) else None
+    return status if isinstance(status, str) else ""
+
+
 def _run_id(run: dict) -> int:
     """run["id"], checked: a whole number that fits SQL's BIGINT."""
     run_id = run.get("id") if isinstance(run, dict) else None
     if isinstance(run_id, bool) or not isinstance(run_id, int) or not -(2**63) <= run_id < 2**63:
-        raise RunStoreError(f"Runs were not saved: a run must be a dict with a whole-number 'id' (got {run_id!r}).")
+        raise InvalidRun(f"Runs were not saved: a run must be a dict with a whole-number 'id' (got {run_id!r}).")
     return run_id
 
 
@@ -340,7 +419,7 @@ def _dumps(run: dict) -> str:
     try:
         return json.dumps(run, separators=(",", ":"), allow_nan=True, default=_json_default)
     except (TypeError, ValueError) as err:
-        raise RunStoreError(f"Run {run.get('id')} was not saved: it is not JSON data ({err}).") from err
+        raise InvalidRun(f"Run {run.get('id')} was not saved: it is not JSON data ({err}).") from err
 
 
 def _json_default(value: object) -> object:
