@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+import re
+import string
+import unicodedata
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 import streamlit as st
@@ -21,86 +24,175 @@ PACES = {"as fast as possible": 0.0, "0.5 s per epoch": 0.5, "1 s per epoch": 1.
 DEFAULTS = {**asdict(Setup()), **asdict(TrainConfig()), "presenter": False, "pace": next(iter(PACES))}
 
 
-def _number(low: float, high: float, integer: bool = False, snap: tuple | None = None) -> Callable[[str], object]:
-    def parse(text: str) -> object:
-        try:
-            value = float(text)
-        except ValueError:
-            raise ValueError(f"{text!r} is not a number") from None
-        if not math.isfinite(value) or not low <= value <= high:
-            raise ValueError(f"{text} is outside {low:g} to {high:g}")
-        if integer:
-            if value != int(value):
-                raise ValueError(f"{text} is not a whole number")
-            value = int(value)
-        if snap:  # sliders offer fixed steps: take the nearest (on a log scale for rates)
-            value = min(snap, key=lambda option: abs(math.log((option or 1e-9) / (value or 1e-9))))
-        return value
+ECHO_LIMIT = 40  # characters of a URL value repeated in a message; the rest is cut ("…")
+# Markdown's backslash escapes cover ASCII punctuation. "-" means something only at the start of a line (a list,
+# a rule), and escaped text never holds a line break, so a "-" later on stays as it is (negative numbers stay readable).
+_PUNCTUATION = frozenset(string.punctuation)
+_KEEP_FORMAT = {"\u200d"}  # the zero-width joiner inside emoji such as 👩‍🔬: harmless, and showing it would break them
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")  # ASCII only; unambiguous: no backtracking blow-up
+
+
+def escape_markdown(text: str, line_start: bool = True) -> str:
+    """text to put inside Markdown (st.markdown, st.warning, ...) so that it shows as itself: never a link, image, tag or format.
+
+    Every ASCII punctuation character is backslash-escaped (a leading "-" too); line breaks, tabs, other control
+    characters and invisible format characters (bidi overrides) are shown by their code ("\\u000a"), so nothing
+    can start a new block or turn the text around. line_start=False: the text follows other text on its line.
+    """
+    out = []
+    started = not line_start  # past the leading spaces of a line
+    for ch in str(text):
+        if unicodedata.category(ch) in ("Cc", "Zl", "Zp") or (unicodedata.category(ch) == "Cf" and ch not in _KEEP_FORMAT):
+            out.append(f"\\\\u{ord(ch):04x}")  # a visible backslash, then the code
+        elif ch in _PUNCTUATION and (ch != "-" or not started):
+            out.append("\\" + ch)
+        else:
+            out.append(ch)
+        started = started or not ch.isspace()
+    return "".join(out)
+
+
+def echo(text: str, limit: int = ECHO_LIMIT) -> str:
+    """User text for a message, after other text on its line: cut to limit characters (then "…") and escaped for Markdown."""
+    text = str(text)
+    cut = text[:limit]
+    core = cut.strip()
+    start = cut.index(core) if core else len(cut)
+    # spaces at either end are shown by their code: they matter ("mnist " is no data set) and would undo the bold around the echo
+    ends = [re.sub(r"\s", lambda m: f"\\\\u{ord(m.group()):04x}", part) for part in (cut[:start], cut[start + len(core):])]
+    return ends[0] + escape_markdown(core, line_start=False) + ends[1] + ("…" if len(text) > limit else "")
+
+
+@dataclass(frozen=True)
+class _Param:
+    """One URL parameter: its session-state key, a parser and how the URL writes a value."""
+
+    key: str
+    parse: Callable[[str], tuple[object, bool]]  # text -> (value, exact?); ValueError("is not ...") says why not
+    show: Callable[[object], str]
+    adjusted: str = ""  # what an inexact value is not, for the message ("a slider step")
+
+
+def _show(value: object) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, float):
+        short = f"{value + 0.0:g}"  # "1", "0.5", "1e-05"; never "-0"
+        return short if float(short) == value else repr(value + 0.0)  # else the shortest text that reads back the same
+    return str(value)
+
+
+def _number(low: float, high: float, integer: bool = False, steps: tuple = (), log: bool = True) -> Callable[[str], tuple[object, bool]]:
+    def parse(text: str) -> tuple[object, bool]:
+        if not _DECIMAL.fullmatch(text):
+            word = text.strip().lower().lstrip("+-")
+            raise ValueError("is not a finite number" if word in ("nan", "inf", "infinity") else "is not a number")
+        value = float(text) + 0.0  # a 100,000-digit number is inf here: outside any range
+        if not low <= value <= high:
+            raise ValueError(f"is outside {low:g} to {high:g}")
+        if integer and value != int(value):
+            raise ValueError("is not a whole number")
+        exact = True
+        if steps:  # sliders offer fixed steps: take the nearest (on a log scale for rates and sizes)
+            distance = (lambda o: abs(math.log((o or 1e-9) / (value or 1e-9)))) if log else (lambda o: abs(o - value))
+            snapped = min(steps, key=distance)
+            exact, value = snapped == value, snapped
+        return (int(value) if integer else float(value)), exact
 
     return parse
 
 
-def _choice(options: tuple | dict) -> Callable[[str], object]:
-    def parse(text: str) -> object:
+def _choice(options: tuple | dict) -> Callable[[str], tuple[object, bool]]:
+    def parse(text: str) -> tuple[object, bool]:
         if text not in options:
-            raise ValueError(f"{text!r} is not one of {', '.join(options)}")
-        return text
+            raise ValueError(f"is not one of {', '.join(options)}")
+        return text, True
 
     return parse
 
 
-def _flag(text: str) -> bool:
+def _flag(text: str) -> tuple[bool, bool]:
     if text.lower() in ("1", "true", "yes", "on"):
-        return True
+        return True, True
     if text.lower() in ("0", "false", "no", "off", ""):
-        return False
-    raise ValueError(f"{text!r} is not 1 or 0")
+        return False, True
+    raise ValueError("is not 1 or 0")
 
 
-# URL name -> (session key, parser that returns the value or raises ValueError with the reason)
-_URL: dict[str, tuple[str, Callable[[str], object]]] = {
-    "dataset": ("dataset", _choice(DATASETS)),
-    "lr": ("lr", _number(1e-4, 100, snap=LEARNING_RATES)),
-    "epochs": ("epochs", _number(1, 100, integer=True)),
-    "batch": ("batch_size", _number(1, 60000, integer=True, snap=BATCH_SIZES)),
-    "sigma": ("sigma", _number(0, 1)),
-    "seed": ("seed", _number(0, 2**31 - 1, integer=True)),
-    "momentum": ("momentum", _number(0, 0.99)),
-    "wd": ("weight_decay", _number(0, 0.01, snap=WEIGHT_DECAYS)),
-    "schedule": ("schedule", _choice(SCHEDULES)),
-    "step": ("step_size", _number(1, 100, integer=True)),
-    "gamma": ("gamma", _number(0.05, 1)),
-    "softmax": ("softmax", _choice(SOFTMAXES)),
-    "presenter": ("presenter", _flag),
+_PACE_SECONDS = {seconds: label for label, seconds in PACES.items()}
+
+
+def _pace(text: str) -> tuple[str, bool]:
+    seconds, exact = _number(min(_PACE_SECONDS), max(_PACE_SECONDS), steps=tuple(_PACE_SECONDS), log=False)(text)
+    return _PACE_SECONDS[seconds], exact
+
+
+def _show_pace(label: object) -> str:
+    return _show(PACES[label]) if label in PACES else ""
+
+
+_NUMBER = (_show, "a slider step")
+# URL name -> the parameter; the URL's names are short, the session's keys are the core's field names
+_URL: dict[str, _Param] = {
+    "dataset": _Param("dataset", _choice(DATASETS), _show),
+    "lr": _Param("lr", _number(1e-4, 100, steps=LEARNING_RATES), *_NUMBER),
+    "epochs": _Param("epochs", _number(1, 100, integer=True), _show),
+    "batch": _Param("batch_size", _number(1, 60000, integer=True, steps=BATCH_SIZES), *_NUMBER),
+    "sigma": _Param("sigma", _number(0, 1), _show),
+    "seed": _Param("seed", _number(0, 2**31 - 1, integer=True), _show),
+    "momentum": _Param("momentum", _number(0, 0.99), _show),
+    "wd": _Param("weight_decay", _number(0, 0.01, steps=WEIGHT_DECAYS), *_NUMBER),
+    "schedule": _Param("schedule", _choice(SCHEDULES), _show),
+    "step": _Param("step_size", _number(1, 100, integer=True), _show),
+    "gamma": _Param("gamma", _number(0.05, 1), _show),
+    "softmax": _Param("softmax", _choice(SOFTMAXES), _show),
+    "presenter": _Param("presenter", _flag, _show),
+    "pace": _Param("pace", _pace, _show_pace, f"one of the paces ({', '.join(map(_show, _PACE_SECONDS))} seconds per epoch)"),
 }
 
 
-def parse_query(params: Mapping[str, str]) -> tuple[dict[str, object], list[str]]:
-    """Settings from URL parameters, and one message per parameter that was refused or adjusted."""
+def parse_query(params: Mapping[str, str | Sequence[str]]) -> tuple[dict[str, object], list[str]]:
+    """Settings from URL parameters, and one Markdown-safe message per parameter that was refused or adjusted.
+
+    A parameter given several times (a list of values) takes the last one. Unknown parameters are ignored.
+    """
     values: dict[str, object] = {}
     problems = []
-    for name, text in params.items():
-        if name not in _URL:
+    for name, param in _URL.items():  # our names only: nothing of an unknown parameter is ever repeated
+        if name not in params:
             continue
-        key, parse = _URL[name]
+        given = params[name]
+        texts = [given] if isinstance(given, str) else [str(t) for t in given]
+        if not texts:
+            continue
+        text = texts[-1]
+        if len(set(texts)) > 1:
+            problems.append(f"**{name}** was given {len(texts)} times; using the last one, **{name}={echo(text)}**.")
+        default = param.show(DEFAULTS[param.key])
         try:
-            values[key] = parse(str(text))
+            value, exact = param.parse(text)
         except ValueError as err:
-            problems.append(f"`{name}={text}` was ignored: {err}; using {DEFAULTS[key]}.")
+            problems.append(f"**{name}={echo(text)}** was ignored: it {escape_markdown(str(err))}; using {escape_markdown(default)}.")
             continue
-        if isinstance(values[key], float) and float(text) != values[key]:
-            problems.append(f"`{name}={text}` was rounded to the nearest slider step, {values[key]:g}.")
+        values[param.key] = value
+        if not exact:
+            problems.append(f"**{name}={echo(text)}** is not {escape_markdown(param.adjusted)}; using {escape_markdown(param.show(value))}.")
     return values, problems
 
 
 def query_of(state: Mapping[str, object]) -> dict[str, str]:
-    """URL parameters for the current settings (only those that differ from the defaults)."""
+    """URL parameters for the current settings (only those that differ from the defaults; never an id)."""
     out = {}
-    for name, (key, _) in _URL.items():
-        value = state.get(key, DEFAULTS[key])
-        if value != DEFAULTS[key]:
-            out[name] = ("1" if value else "0") if isinstance(value, bool) else f"{value:g}" if isinstance(value, float) else str(value)
+    for name, param in _URL.items():
+        value = state.get(param.key, DEFAULTS[param.key])
+        if value != DEFAULTS[param.key] and (text := param.show(value)):
+            out[name] = text
     return out
+
+
+def student_link_query(state: Mapping[str, object]) -> dict[str, str]:
+    """The URL parameters of a link to share with a class: the settings, presenter view and pace, but no session id (sid)."""
+    return {name: text for name, text in query_of(state).items() if name != "sid"}
 
 
 @dataclass(frozen=True)
@@ -118,7 +210,7 @@ def init_state() -> None:
     """Put the defaults, overridden by valid URL parameters, into session state once per session."""
     if "controls_ready" in st.session_state:
         return
-    values, problems = parse_query(st.query_params.to_dict())
+    values, problems = parse_query({name: st.query_params.get_all(name) for name in st.query_params})
     for key, default in DEFAULTS.items():
         st.session_state.setdefault(key, values.get(key, default))
     st.session_state.url_problems = problems
