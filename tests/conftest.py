@@ -1,36 +1,143 @@
-"""Shared fixtures: the real data sets, found through SOFTMAX_DATA_DIR (a missing data set fails, never skips)."""
+"""Shared fixtures: the real data sets, as a data root (ROOT/fashion-mnist/, ROOT/mnist/) and loaded.
+
+- SOFTMAX_DATA_DIR set (CI): that root must hold both data sets; a missing or incomplete one FAILS, never skips.
+- SOFTMAX_DATA_DIR unset (a fresh machine): the data sets are found as the app finds them, Fashion-MNIST through
+  load_dataset's search order (Debian's dataset-fashion-mnist in /usr/share/datasets, the cache, else a download
+  into the cache) and MNIST in the cache or downloaded. The tests get a temporary root of links to those folders,
+  also exported as SOFTMAX_DATA_DIR for the servers they start. Missing Fashion-MNIST fails; a test that needs
+  MNIST is skipped, with the reason, only when MNIST cannot be downloaded (no network).
+
+A test needs MNIST when it is marked `needs_mnist`, uses the `mnist` or `real_bytes` fixture, has "mnist" as a
+parameter, or names the data set "mnist" (quoted) in its code.
+"""
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from softmax_core import Dataset, load_dataset
-from softmax_core.data import FILES
+from softmax_core.data import ENV_DATA_DIR, FILES, DataError, default_cache_dir, fetch, search_roots
 
 REPO = Path(__file__).resolve().parent.parent
 pytest_plugins = ["tests.browser_fixtures"]  # a Streamlit server and headless Chromium, for end-to-end tests
+GIVEN_ROOT = os.environ.get(ENV_DATA_DIR)  # as the run was started: data_root exports a root of its own when unset
+NAMES = ("fashion-mnist", "mnist")
 
 
 def real_data_root() -> Path:
     """The data root given by SOFTMAX_DATA_DIR; fails the test run when it is unset or incomplete."""
-    value = os.environ.get("SOFTMAX_DATA_DIR")
+    value = os.environ.get(ENV_DATA_DIR)
     if not value:
         pytest.fail("SOFTMAX_DATA_DIR is not set: point it at a folder holding fashion-mnist/ and mnist/ (see README)", pytrace=False)
     root = Path(value).resolve()  # tests chdir and symlink: a relative root must not move
-    for name in ("fashion-mnist", "mnist"):
+    for name in NAMES:
         missing = [f for f in FILES.values() if not (root / name / f).is_file()]
         if missing:
             pytest.fail(f"SOFTMAX_DATA_DIR={value} lacks {name}/{', '.join(missing)}", pytrace=False)
     return root
 
 
+@dataclass(frozen=True)
+class Found:
+    """Where this machine has a data set, or why it has none (can_skip: only because it cannot be downloaded)."""
+
+    folder: Path | None
+    problem: str = ""
+    can_skip: bool = False
+
+
+@functools.cache
+def find_on_this_machine(name: str) -> Found:
+    """The data set's folder as load_dataset(name, download=True) finds it: search roots, then a download to the cache."""
+    try:
+        return Found(load_dataset(name, download=False).source)
+    except DataError as err:
+        local_error = str(err)
+    cache = default_cache_dir()
+    present = [root / name for root in search_roots(cache_dir=cache) if root != cache
+               and any((root / name / f).exists() for f in FILES.values())]
+    if present:  # a damaged or partial copy outside the cache is a problem to fix, not to download around
+        return Found(None, local_error)
+    try:
+        fetch(name, cache)  # what load_dataset does next with download=True
+    except DataError as err:
+        reason = str(err).splitlines()[0]
+        return Found(None, f"{name} is not on this machine and cannot be downloaded ({reason})", can_skip=True)
+    try:
+        return Found(load_dataset(name, download=False).source)
+    except DataError as err:
+        return Found(None, str(err))
+
+
+def needs_mnist(item: pytest.Item) -> bool:
+    """Whether the test reads MNIST (see the module docstring for the rule)."""
+    if item.get_closest_marker("needs_mnist"):
+        return True
+    if {"mnist", "real_bytes"} & set(getattr(item, "fixturenames", ())):
+        return True
+    callspec = getattr(item, "callspec", None)
+    if callspec and any(v == "mnist" or (isinstance(v, tuple) and "mnist" in v) for v in callspec.params.values()):
+        return True
+    function = getattr(item, "function", None)
+    try:
+        return function is not None and '"mnist"' in inspect.getsource(function)
+    except (OSError, TypeError):
+        return False
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "needs_mnist: the test reads the MNIST digits (skipped only as the module docstring says)")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Before any fixture reads files: skip or fail a test that needs MNIST when this machine cannot have it."""
+    if GIVEN_ROOT or not needs_mnist(item):
+        return  # with SOFTMAX_DATA_DIR given, data_root fails on a missing data set
+    found = find_on_this_machine("mnist")
+    if found.folder is None:
+        if found.can_skip:
+            pytest.skip(f"needs MNIST: {found.problem}; set SOFTMAX_DATA_DIR to a root holding mnist/ to run it")
+        pytest.fail(found.problem, pytrace=False)
+
+
 @pytest.fixture(scope="session")
-def data_root() -> Path:
-    """The real data root (Fashion-MNIST and MNIST)."""
-    return real_data_root()
+def data_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The real data root: SOFTMAX_DATA_DIR, else a temporary root of links to this machine's data sets."""
+    if GIVEN_ROOT:
+        yield real_data_root()
+        return
+    root = tmp_path_factory.mktemp("data-root")
+    for name in NAMES:
+        found = find_on_this_machine(name)
+        if found.folder is not None:
+            (root / name).symlink_to(found.folder.resolve(), target_is_directory=True)
+        elif name == "fashion-mnist":
+            pytest.fail(f"Fashion-MNIST is needed for the tests and was not found: {found.problem}", pytrace=False)
+    os.environ[ENV_DATA_DIR] = str(root)  # for the servers and subprocesses the tests start
+    try:
+        yield root
+    finally:
+        os.environ.pop(ENV_DATA_DIR, None)
+
+
+@pytest.fixture(scope="session")
+def dashboard_server(data_root: Path, dashboard_server):
+    """tests.browser_fixtures' server, started after data_root has made sure SOFTMAX_DATA_DIR is set."""
+    return dashboard_server
+
+
+@pytest.fixture
+def start_dashboards(data_root: Path, start_dashboards):
+    """tests.browser_fixtures' server factory, after data_root has made sure SOFTMAX_DATA_DIR is set."""
+    return start_dashboards
 
 
 @pytest.fixture(scope="session")

@@ -545,14 +545,66 @@ def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=120, check=False)
 
 
+DEBIAN_ROOT = Path("/usr/share/datasets")  # where dataset-fashion-mnist puts fashion-mnist/*.gz
+DEBIAN_MTIME = 1591347949  # the gzip header time of every file in dataset-fashion-mnist 0.0~git20200523.55506a9-1
+
+
+def _debian_gzip(official: bytes) -> bytes:
+    """The official .gz as Debian ships it: the same deflate stream, the header without the file name, Debian's mtime."""
+    assert official[3] == 0x08, "the official files carry a file name (FNAME) and nothing else in the header"
+    name_end = official.index(b"\0", 10) + 1
+    return official[:3] + b"\0" + DEBIAN_MTIME.to_bytes(4, "little") + official[8:10] + official[name_end:]
+
+
+def _cli_with_system_roots(tmp_path: Path, system_roots: list[Path], *args: str) -> subprocess.CompletedProcess:
+    """The command line with data.SYSTEM_ROOTS replaced (the place a subprocess would otherwise find Debian's data)."""
+    code = ("import sys; from pathlib import Path; from softmax_core import cli, data; "
+            "data.SYSTEM_ROOTS = tuple(Path(p) for p in sys.argv[1].split(':') if p); sys.exit(cli.main(sys.argv[2:]))")
+    env = {k: v for k, v in os.environ.items() if k not in ("SOFTMAX_DATA_DIR", "SOFTMAX_DATA_MIRRORS")}
+    (tmp_path / "cli-cache").mkdir(exist_ok=True)
+    env["SOFTMAX_CACHE_DIR"] = str(tmp_path / "cli-cache")
+    return subprocess.run([sys.executable, "-c", code, ":".join(map(str, system_roots)), *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
 def test_cli_without_data_and_without_download_fails_with_a_message(tmp_path):
-    run = _cli(tmp_path, "--no-download", "--epochs", "1")
-    if Path("/usr/share/datasets/fashion-mnist").exists() and run.returncode == 0:
-        return  # the Debian package is installed here: the CLI finds the data (SYSTEM_ROOTS cannot be patched)
+    run = _cli_with_system_roots(tmp_path, [], "--no-download", "--epochs", "1")
     assert run.returncode == 1, run.stderr
     assert "SOFTMAX_DATA_DIR" in run.stderr and "downloading is switched off" in run.stderr
+    assert "sudo apt install dataset-fashion-mnist" in run.stderr  # the Debian way is offered
     assert "Traceback" not in run.stderr + run.stdout
     assert list((tmp_path / "cli-cache").iterdir()) == []
+
+
+def test_cli_trains_on_the_debian_package_layout(tmp_path, data_root, fashion, monkeypatch):
+    """Debian's files (re-headered .gz, so not the official bytes) are found in the system root and give the same arrays."""
+    official = {f: (data_root / "fashion-mnist" / f).read_bytes() for f in NAMES}
+    if (DEBIAN_ROOT / "fashion-mnist").is_dir():  # the package is installed (scripts/test.sh installs it): the real thing
+        system = DEBIAN_ROOT
+        run = _cli(tmp_path, "--no-download", "--epochs", "1")  # nothing patched: the CLI's own search order
+    else:  # a root laid out and re-headered as the package does it
+        system = tmp_path / "datasets"
+        (system / "fashion-mnist").mkdir(parents=True)
+        for f, raw in official.items():
+            (system / "fashion-mnist" / f).write_bytes(_debian_gzip(raw))
+        run = _cli_with_system_roots(tmp_path, [system], "--no-download", "--epochs", "1")
+    folder = system / "fashion-mnist"
+    assert sorted(p.name for p in folder.iterdir() if p.suffix == ".gz") == sorted(NAMES)
+    for f, raw in official.items():
+        debian = (folder / f).read_bytes()
+        assert _md5(folder / f) != OFFICIAL_MD5["fashion-mnist"][f]  # other bytes than upstream's ...
+        assert debian == _debian_gzip(raw)  # ... only in the gzip header
+        assert gzip.decompress(debian) == gzip.decompress(raw)
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert lines[0].startswith(f"Fashion-MNIST from {folder}")
+    assert lines[2].startswith("epoch 1, loss ") and "test acc 0." in lines[2]
+    assert list((tmp_path / "cli-cache").glob("fashion-mnist/*.gz")) == []  # nothing downloaded
+    monkeypatch.setattr(data, "SYSTEM_ROOTS", (system,))
+    loaded = load_dataset("fashion-mnist", download=False, cache_dir=tmp_path / "cache")
+    assert loaded.source == folder
+    for field in FILES:
+        assert np.array_equal(getattr(loaded, field), getattr(fashion, field)), field
 
 
 def test_cli_with_a_partial_data_dir_names_the_missing_file(tmp_path, data_root):
