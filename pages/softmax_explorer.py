@@ -14,6 +14,7 @@ TEMPERATURES = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
 SCALES = (1, 10, 50, 100, 1000)
 LESSON_Y_HAT = ((0.1, 0.3, 0.6), (0.3, 0.2, 0.5))  # the lesson's example predictions for 3 classes
 LESSON_Y = (0, 2)
+CHAR_PX = 8.5  # the data grid's digits are about this wide (14 px font): a column's width per character
 
 
 def main() -> None:
@@ -56,23 +57,48 @@ def temperature_section(X: np.ndarray, T: float) -> None:
     probs = softmax(Z)  # (2, 5)
     with np.errstate(over="ignore"):
         exp = np.exp(Z)
-    number = st.column_config.NumberColumn(format="%.4f")
-    steps, picture = st.columns([1, 1])
-    with steps:  # the lesson's three steps, one table under the other so the columns line up
-        for title, frame in (
-            ("**X** (logits)" if T == 1 else f"**X / {T:g}** (logits)", explain.matrix_frame(Z)),
-            ("**exp(X)**, and each row's sum Σ (the partition)", explain.matrix_frame(exp, sums="Σ")),
-            ("**softmax(X)** = exp(X) / Σ: each row sums to 1", explain.matrix_frame(probs, sums="row sum")),
-        ):
-            st.markdown(title)
-            st.dataframe(frame, width="stretch", column_config=dict.fromkeys(frame.columns, number))
-    with picture:
-        st.plotly_chart(explain.probability_bars(probs, f"softmax(X / {T:g}), row by row", height=390), key="sx_bars", config={"displaylogo": False})
+    # The lesson's three steps, one table under the other with the same column widths, so the columns line up;
+    # the page's full width, so that no column is cut at T = 0.1 (exp reaches 10⁵ and more).
+    number_tables((
+        ("**X** (logits)" if T == 1 else f"**X / {T:g}** (logits)", explain.matrix_frame(Z)),
+        ("**exp(X)**, and each row's sum Σ (the partition)", explain.matrix_frame(exp, sums="Σ")),
+        ("**softmax(X)** = exp(X) / Σ: each row sums to 1", explain.matrix_frame(probs, sums="row sum")),
+    ))
+    st.plotly_chart(explain.probability_bars(probs, f"softmax(X / {T:g}), row by row", height=330), key="sx_bars", config={"displaylogo": False})
     sums = probs.sum(axis=1)
     st.caption(
         f"Row sums of softmax: {', '.join(f'{s:.6f}' for s in sums)} (float32 rounding aside, exactly 1). "
         "The largest probability is always at the largest logit, whatever T: softmax keeps the order."
     )
+
+
+def number_text(value: float) -> str:
+    """A table cell that hides no digit before the decimal point: '460,469', '37.1867'; e-notation from 1e9 and below 1e-3."""
+    if not np.isfinite(value):
+        return "nan" if np.isnan(value) else ("inf" if value > 0 else "-inf")
+    size = abs(value)
+    if value == 0 or 1e-3 <= size < 1e9:
+        return f"{value:,.{4 if size < 1000 else 0}f}"
+    return f"{value:.3e}"
+
+
+def number_tables(tables: tuple[tuple[str, pd.DataFrame], ...]) -> None:
+    """Titled numeric tables, cells written by number_text, the i-th columns of all as wide as the longest cell among them.
+
+    The grid measures its columns once and keeps those widths when the numbers change (T = 1 to T = 0.1 turns
+    1.2573 into 460,469), cutting off the leading digits: so the widths are set here, from the text.
+    """
+    n_columns = max(len(frame.columns) for _, frame in tables)
+    chars = [0] * n_columns
+    for _, frame in tables:
+        for i, column in enumerate(frame.columns):
+            chars[i] = max(chars[i], len(column), *(len(number_text(v)) for v in frame[column]))
+    for title, frame in tables:
+        st.markdown(title)
+        st.dataframe(
+            frame.style.format(number_text), width="content",
+            column_config={c: st.column_config.NumberColumn(width=int(CHAR_PX * chars[i] + 24)) for i, c in enumerate(frame.columns)},
+        )
 
 
 def overflow_section(X: np.ndarray) -> None:

@@ -17,24 +17,38 @@ if TYPE_CHECKING:
 
 GREEN, RED = "rgb(0,150,70)", "rgb(215,25,28)"  # a true class or right guess; a wrong guess
 COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
+# The current run's four curves, each its own colour and dash, as in the lesson's plot (d2l's Animator: '-', 'm--',
+# 'g-.', and 'r:' for the fourth). Overlaid runs: one colour per run (none of these four), the same dashes.
+CURVES = {  # attribute -> (legend label, colour of the current run, dash)
+    "train_loss": ("train loss", "#1f77b4", "solid"),
+    "test_loss": ("test loss", "#d62728", "dot"),
+    "train_acc": ("train acc", "#bf00bf", "dash"),
+    "test_acc": ("test acc", "#008000", "dashdot"),
+}
+RUN_COLORS = ("#ff7f0e", "#8c564b", "#17becf", "#7f7f7f", "#bcbd22", "#9467bd")
+
+
+def class_axis(class_names: Sequence[str]) -> dict:
+    """A Plotly axis with one tick per class, in order: MNIST's names "0"…"9" would otherwise be read as numbers
+    and labelled 0, 2, 4, 6, 8 only."""
+    names = list(class_names)
+    return {"type": "category", "categoryorder": "array", "categoryarray": names, "tickmode": "array", "tickvals": names, "ticktext": names}
 
 
 def curves_figure(current: Run | None, overlays: Sequence[Run], height: int = 320, font_size: int = 13) -> dict:
     """Loss (left) and accuracy (right) per epoch: the current run solid and bold, overlaid runs fainter.
 
+    font_size sets the ticks, axis titles and legend (the subplot titles are 3 px larger); a presenter asks for ≥ 18.
     A plain figure dict: it is redrawn while training, and Plotly's figure objects cost ~30 ms to build.
     """
     runs = [r for r in overlays if r is not current] + ([current] if current else [])
-    series = (
-        ("x", "y", "train_loss", "train loss", "solid"), ("x", "y", "test_loss", "test loss", "dot"),
-        ("x2", "y2", "train_acc", "train acc", "solid"), ("x2", "y2", "test_acc", "test acc", "dot"),
-    )
     traces = []
     for run in runs:
         is_current = run is current
-        for xaxis, yaxis, attr, label, dash in series:
-            # The current run: train blue, test orange (as in the lesson's plot); others: a colour per run.
-            color = (COLORS[0] if attr.startswith("train") else COLORS[1]) if is_current else COLORS[2 + (run.id - 1) % (len(COLORS) - 2)]
+        for attr, (label, color, dash) in CURVES.items():
+            xaxis, yaxis = ("x", "y") if attr.endswith("loss") else ("x2", "y2")
+            if not is_current:
+                color = RUN_COLORS[(run.id - 1) % len(RUN_COLORS)]
             # Epoch 0 has no training pass: its train accuracy is not the lesson's "train acc".
             points = [r for r in run.records if r.epoch > 0 or attr != "train_acc"]
             traces.append({
@@ -73,8 +87,11 @@ def curves_figure(current: Run | None, overlays: Sequence[Run], height: int = 32
     return {"data": traces, "layout": layout}
 
 
-def probability_figure(probs: np.ndarray, class_names: Sequence[str], true: int, height: int = 300) -> go.Figure:
-    """The 10 softmax probabilities of one image, the true class in green and a wrong guess in red."""
+def probability_figure(probs: np.ndarray, class_names: Sequence[str], true: int, height: int = 300, font_size: int | None = None) -> go.Figure:
+    """The 10 softmax probabilities of one image, the true class in green and a wrong guess in red.
+
+    font_size (None: Plotly's 12) sets the ticks, bar labels and axis title; the title is 2 px larger.
+    """
     import plotly.graph_objects as go  # noqa: PLC0415 -- imported when first drawn: a new tab's first run draws no chart
 
     pred = int(np.argmax(probs))
@@ -92,8 +109,11 @@ def probability_figure(probs: np.ndarray, class_names: Sequence[str], true: int,
     fig.update_layout(
         height=height, margin={"l": 10, "r": 10, "t": 40, "b": 10},
         title={"text": f"softmax probabilities (true: {class_names[true]}, predicted: {class_names[pred]})", "x": 0.02},
+        xaxis=class_axis(class_names),
         yaxis={"range": [0, 1.12], "title": "probability"},
     )
+    if font_size:
+        fig.update_layout(font={"size": font_size}, title_font={"size": font_size + 2})
     return fig
 
 
@@ -117,7 +137,7 @@ def image_grid_html(images: np.ndarray, titles: Sequence[tuple[str, str, bool]],
             f'<img src="{png_data_uri(image)}" width="{size}" height="{size}" alt="test image {number}: {html.escape(true)}" '
             f'style="image-rendering:pixelated;border:4px solid {color};border-radius:3px;display:block;margin:auto">'
             f'<figcaption style="font-size:0.85em;line-height:1.25;margin-top:2px">'
-            f'<span style="opacity:0.6">{number}.</span> {html.escape(true)}<br>'
+            f'<span style="opacity:0.6">#{number}:</span> {html.escape(true)}<br>'
             f'<b style="color:{color}">{mark} {html.escape(pred)}</b></figcaption></figure>'
         )
     return (
