@@ -5,7 +5,7 @@ import streamlit as st
 from ui import train_page
 from ui.controls import chosen_setup
 from ui.data import warm_up
-from ui.state import connect_store, get_session, owner_token
+from ui.state import configure_server, connect_store, get_engine, get_session, owner_token
 
 presenting = st.query_params.get("presenter") in ("1", "true")  # a projector needs the width, not the sidebar
 st.set_page_config(
@@ -14,6 +14,8 @@ st.set_page_config(
     layout="wide",
     initial_sidebar_state="collapsed" if presenting else "auto",
 )
+configure_server()
+get_engine()  # the training workers start with the server's first page, not with its first Train
 session = get_session()
 connect_store(session)  # a reload on any page brings this session's runs back (before any new model is made)
 if session.run is None:  # a new tab: the data set and its untrained model are readied while the page is drawn

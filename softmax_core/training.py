@@ -104,6 +104,56 @@ class EpochRecord:
 
 
 ProgressCallback = Callable[[int, int], None]  # (samples done in this epoch, samples per epoch)
+_CHUNK = 16384  # samples whose labels and one-hot targets are put in the epoch's order at a time
+
+
+@dataclass
+class TrainState:
+    """Everything training changes: the parameters, the momentum, the shuffling generator and the epoch count."""
+
+    W: np.ndarray  # (n_features, n_classes) float32
+    b: np.ndarray  # (n_classes,) float32
+    rng_state: dict  # numpy.random.Generator.bit_generator.state
+    epochs_done: int = 0
+    velocity: tuple[np.ndarray, np.ndarray] | None = None  # heavy-ball momentum of W and b, once used
+
+    def copy(self) -> TrainState:
+        """An independent copy (arrays copied)."""
+        velocity = None if self.velocity is None else (self.velocity[0].copy(), self.velocity[1].copy())
+        return TrainState(self.W.copy(), self.b.copy(), dict(self.rng_state), self.epochs_done, velocity)
+
+    def model(self) -> SoftmaxRegression:
+        """The parameters as a model of their own (copies)."""
+        return SoftmaxRegression(self.W.copy(), self.b.copy())
+
+
+@dataclass
+class EpochProgress:
+    """One epoch on its way: its shuffle and the figures of the batches trained so far (resumable in slices)."""
+
+    index: int  # the epoch's place in the run's schedule, from 0
+    lr: float
+    order: np.ndarray  # (n_train,) this epoch's shuffle
+    losses: np.ndarray  # (n_train,) float32: each sample's loss before its batch's update, filled up to `done`
+    done: int = 0  # samples trained
+    correct: int = 0  # of those, predicted right before their batch's update
+    seconds: float = 0.0  # compute time so far
+
+    @property
+    def total(self) -> int:
+        """Samples in the epoch."""
+        return len(self.order)
+
+    @property
+    def finished(self) -> bool:
+        """True once every batch of the epoch is trained."""
+        return self.done >= len(self.order)
+
+    def running(self) -> tuple[float, float]:
+        """Mean loss and accuracy over the samples trained so far (nan before the first batch)."""
+        if not self.done:
+            return float("nan"), float("nan")
+        return float(np.mean(self.losses[: self.done], dtype=np.float64)), self.correct / self.done
 
 
 class Trainer:
@@ -134,6 +184,20 @@ class Trainer:
         """A trainer on a loaded data set's train and test splits."""
         return cls(model, dataset.train_images, dataset.train_labels, dataset.test_images, dataset.test_labels, rng)
 
+    @property
+    def state(self) -> TrainState:
+        """A copy of everything training changes (to hand to another process, or to go back to)."""
+        velocity = None if self._velocity is None else (self._velocity[0].copy(), self._velocity[1].copy())
+        return TrainState(self.model.W.copy(), self.model.b.copy(), self.rng.bit_generator.state, self.epochs_done, velocity)
+
+    @state.setter
+    def state(self, state: TrainState) -> None:
+        self.model.W[...] = state.W
+        self.model.b[...] = state.b
+        self.rng.bit_generator.state = state.rng_state
+        self.epochs_done = state.epochs_done
+        self._velocity = None if state.velocity is None else (state.velocity[0].copy(), state.velocity[1].copy())
+
     def evaluate(self, split: str = "test") -> tuple[float, float]:
         """Mean loss and accuracy of the current model on the "train" or "test" split."""
         X, y = (self.X_train, self.y_train) if split == "train" else (self.X_test, self.y_test)
@@ -157,32 +221,55 @@ class Trainer:
         model, RNG and momentum are exactly as after the last yielded record.
         """
         for index in range(start, config.epochs):
-            lr = config.lr_at(index)
-            snapshot = self._snapshot()
-            began = time.perf_counter()
-            try:
-                with np.errstate(all="ignore"):  # overflow shows up as a non-finite loss, checked below
-                    train_loss, train_acc = self._epoch(config, lr, on_progress)
-            except BaseException:
-                self._restore(snapshot)
-                raise
-            if not (math.isfinite(train_loss) and self.model.is_finite()):
-                self._restore(snapshot)
-                raise TrainingDiverged(self.epochs_done + 1, lr, config.softmax)
-            self.epochs_done += 1
-            test_loss, test_acc = self.evaluate("test")
-            seconds = time.perf_counter() - began
-            yield EpochRecord(self.epochs_done, train_loss, train_acc, test_loss, test_acc, lr, seconds)
+            yield self.train_epoch(config, index, on_progress)
 
-    def _epoch(self, config: TrainConfig, lr: float, on_progress: ProgressCallback | None) -> tuple[float, float]:
+    def train_epoch(self, config: TrainConfig, index: int, on_progress: ProgressCallback | None = None) -> EpochRecord:
+        """Train the index-th epoch of config's schedule (from 0) and return its record; undone on any error."""
+        snapshot = self.state
+        try:
+            epoch = self.begin_epoch(config, index)
+            self.train_batches(config, epoch, on_progress=on_progress)
+            return self.end_epoch(config, epoch)
+        except BaseException:
+            self.state = snapshot
+            raise
+
+    def begin_epoch(self, config: TrainConfig, index: int) -> EpochProgress:
+        """Shuffle for the index-th epoch of config's schedule; train it with train_batches, close it with end_epoch."""
+        n = len(self.y_train)
+        return EpochProgress(index, config.lr_at(index), self.rng.permutation(n), np.empty(n, dtype=np.float32))
+
+    def end_epoch(self, config: TrainConfig, epoch: EpochProgress) -> EpochRecord:
+        """Check and count a fully trained epoch and evaluate the test split; TrainingDiverged if it is not finite.
+
+        On TrainingDiverged the caller puts back the state from before the epoch (train_epoch does).
+        """
+        began = time.perf_counter()
+        train_loss, train_acc = epoch.running()
+        if not (math.isfinite(train_loss) and self.model.is_finite()):
+            raise TrainingDiverged(self.epochs_done + 1, epoch.lr, config.softmax)
+        self.epochs_done += 1
+        test_loss, test_acc = self.evaluate("test")
+        seconds = epoch.seconds + time.perf_counter() - began
+        return EpochRecord(self.epochs_done, train_loss, train_acc, test_loss, test_acc, epoch.lr, seconds)
+
+    def train_batches(
+        self, config: TrainConfig, epoch: EpochProgress, until: float | None = None, on_progress: ProgressCallback | None = None,
+    ) -> None:
+        """Train the epoch's next batches until it is finished or time.perf_counter() passes `until` (at least one batch)."""
+        began = time.perf_counter()
+        try:
+            with np.errstate(all="ignore"):  # overflow shows up as a non-finite loss, checked by end_epoch
+                self._batches(config, epoch, until, on_progress)
+        finally:
+            epoch.seconds += time.perf_counter() - began
+
+    def _batches(self, config: TrainConfig, epoch: EpochProgress, until: float | None, on_progress: ProgressCallback | None) -> None:
         X, W, b = self.X_train, self.model.W, self.model.b
         n, d = X.shape
         c = W.shape[1]
         k_max = min(config.batch_size, n)
-        order = self.rng.permutation(n)
-        # Labels and one-hot targets in the epoch's order, once: each batch then takes a slice, not a gather.
-        labels = self.y_train[order]
-        targets = self._eye[labels]  # (n, 10)
+        order, lr = epoch.order, epoch.lr
         # Buffers reused by every batch: after the gather a batch stays in cache for both products.
         pixels = np.empty((k_max, d), dtype=np.uint8)
         xb_buf = np.empty((k_max, d), dtype=np.float32)
@@ -192,17 +279,24 @@ class Trainer:
         # Sums over a row of 10 or a column of k as products with ones: a BLAS call is several times
         # faster than NumPy's reduction along a short axis.
         ones_c, ones_k = np.ones(c, dtype=np.float32), np.ones(k_max, dtype=np.float32)
-        losses = np.empty(n, dtype=np.float32)  # each sample's loss, measured before its batch's update
         rows = np.arange(k_max)
-        correct = 0
         momentum, decay, stable = config.momentum, config.weight_decay, config.softmax == "stable"
         if momentum and self._velocity is None:
             self._velocity = (np.zeros_like(W), np.zeros_like(b))
-        for start in range(0, n, k_max):
+        chunk = k_max * max(1, _CHUNK // k_max)  # whole batches
+        chunk_start = chunk_end = epoch.done
+        while epoch.done < n:
+            start = epoch.done
             end = min(start + k_max, n)
+            if end > chunk_end:
+                # Labels and one-hot targets of the next batches in the epoch's order at once: each batch
+                # then takes a slice, not a gather.
+                chunk_start, chunk_end = start, min(start + chunk, n)
+                labels = self.y_train[order[chunk_start:chunk_end]]
+                targets = self._eye[labels]  # (chunk, 10)
             k = end - start
             r = rows[:k]
-            yb = labels[start:end]
+            yb = labels[start - chunk_start : end - chunk_start]
             # mode="clip" skips take's bounds-check copy; the order is a permutation, always in range.
             xb = xb_buf[:k]
             np.copyto(xb, np.take(X, order[start:end], axis=0, out=pixels[:k], mode="clip"))  # (k, 784) float32, 0..255
@@ -211,20 +305,20 @@ class Trainer:
             z += b
             # argmax then a gather is much faster than max() along an axis of length 10.
             best = np.argmax(z, axis=1)
-            correct += int(np.count_nonzero(best == yb))
+            epoch.correct += int(np.count_nonzero(best == yb))
             true_z = z[r, yb]
             if stable:
                 top = z[r, best]  # (k,) row maxima: the shift that keeps exp from overflowing
                 np.subtract(z, top[:, None], out=z)
             probs = np.exp(z, out=z)
             total = np.matmul(probs, ones_c, out=total_buf[:k])
-            batch_loss = losses[start:end]
+            batch_loss = epoch.losses[start:end]
             np.log(total, out=batch_loss)
             if stable:
                 batch_loss += top
             batch_loss -= true_z  # log-sum-exp minus the true logit: -log softmax
             probs /= total[:, None]
-            probs -= targets[start:end]  # dLoss/dz, times k
+            probs -= targets[start - chunk_start : end - chunk_start]  # dLoss/dz, times k
             np.matmul(xb.T, probs, out=grad_W)  # (784, 10), times 255 * k
             grad_W *= np.float32(1 / (255 * k))
             np.matmul(ones_k[:k], probs, out=grad_b)
@@ -241,20 +335,11 @@ class Trainer:
                 step_W, step_b = vW, vb
             W -= np.multiply(step_W, np.float32(lr), out=grad_W)
             b -= np.multiply(step_b, np.float32(lr), out=grad_b)
+            epoch.done = end
             if on_progress is not None:
                 on_progress(end, n)
-        return float(np.mean(losses, dtype=np.float64)), correct / n
-
-    def _snapshot(self) -> tuple:
-        velocity = None if self._velocity is None else (self._velocity[0].copy(), self._velocity[1].copy())
-        return self.model.W.copy(), self.model.b.copy(), self.rng.bit_generator.state, velocity
-
-    def _restore(self, snapshot: tuple) -> None:
-        W, b, rng_state, velocity = snapshot
-        self.model.W[...] = W
-        self.model.b[...] = b
-        self.rng.bit_generator.state = rng_state
-        self._velocity = velocity
+            if until is not None and time.perf_counter() >= until:
+                return
 
 
 def _pixels(images: np.ndarray) -> np.ndarray:

@@ -9,6 +9,7 @@ import streamlit as st
 
 from softmax_core import DATASETS, DataError, Dataset, EpochRecord, load_dataset
 from softmax_core.data import ENV_DATA_DIR, FILES, default_cache_dir, fetch
+from softmax_core.shared import share
 
 from .session import Setup, untrained_record
 
@@ -17,8 +18,11 @@ _LOG = logging.getLogger(__name__)
 
 @st.cache_resource(show_spinner="Loading the data set…", max_entries=len(DATASETS))
 def get_dataset(name: str) -> Dataset:
-    """The data set from the usual places (never downloads: that is the user's choice, see data_missing_ui)."""
-    return load_dataset(name, download=False)
+    """The data set from the usual places (never downloads: that is the user's choice, see data_missing_ui).
+
+    Its arrays are memory-mapped from files the training workers map too: one copy for the whole server.
+    """
+    return share(load_dataset(name, download=False))
 
 
 @st.cache_resource(show_spinner=False, max_entries=256)

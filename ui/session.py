@@ -1,18 +1,18 @@
-"""One browser session's work: its model, trainer, run history and pending training job (no Streamlit here)."""
+"""One browser session's page state: its model, run history and the job that trains it (no Streamlit here)."""
 
 from __future__ import annotations
 
 import itertools
-import os
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from softmax_core import Dataset, EpochRecord, SoftmaxRegression, TrainConfig, Trainer, TrainingDiverged
+from softmax_core import Dataset, EpochRecord, SoftmaxRegression, TrainConfig, Trainer, TrainState
+from softmax_core.engine import Engine, Job
 from softmax_core.model import SIGMA
+from softmax_core.shared import shared_ref
 
 
 @dataclass(frozen=True)
@@ -95,14 +95,6 @@ class Run:
         )
 
 
-@dataclass
-class Job:
-    """Training asked for and not finished yet (its thread trains it in the background)."""
-
-    config: TrainConfig
-    done: int = 0  # epochs of config.epochs already trained
-
-
 def fresh_model(setup: Setup) -> tuple[SoftmaxRegression, np.random.Generator]:
     """The lesson's initialisation for a setup, and the generator that goes on to shuffle its batches."""
     rng = np.random.default_rng(setup.seed)
@@ -115,34 +107,22 @@ def untrained_record(dataset: Dataset, setup: Setup) -> EpochRecord:
     return Trainer.for_dataset(model, dataset, rng).initial_record()
 
 
-DRAW_WAIT = 0.15  # seconds an epoch waits for the page to draw the one before (a closed or hidden page: no more)
-
-
 class Session:
-    """A browser session's model, trainer and runs; queued epochs train in a background thread.
+    """A browser session's page state: its runs, the current model, and the job that trains it.
 
-    Training does not live in a script run: the page only shows the latest state, so a slow browser, a
-    page switch or forty students polling at once cannot stall it. One thread trains at a time (lock).
+    Training does not happen here: `start` hands the model's state to the engine as a Job (its worker
+    processes train it in slices) and the job's listener, this session, takes each finished epoch back.
+    Nothing here waits on the engine: Train, Stop and Reset return at once.
     """
 
-    _active = 0  # training threads of this process, to pace the pages' polling
-    _active_lock = threading.Lock()
-    # Epochs computed at the same time in this process: one core is left to the server. Thirty threads
-    # computing at once starve the server's own threads of the GIL (pages stop updating); taking turns
-    # epoch by epoch costs little throughput and every session still moves forward.
-    _slots = threading.Semaphore(max(1, (os.cpu_count() or 1) - 1))
-
-    def __init__(self) -> None:
-        self.trainer: Trainer | None = None
+    def __init__(self, engine: Callable[[], Engine]) -> None:
+        self._engine = engine  # the server's engine, asked for when training starts
+        self.dataset: Dataset | None = None  # the data set of the current model
+        self.state: TrainState | None = None  # the current model's training state, after its last finished epoch
         self.run: Run | None = None  # the run of the current model
         self.runs: list[Run] = []  # finished, stopped or diverged runs, and the current one once trained
-        self.job: Job | None = None
-        self.generation = 0  # bumped by Stop, Reset, Train, Continue: a thread of an older job stops
-        self.lock = threading.Lock()
-        self.progress = (0, 1)  # samples done in the epoch being trained, and in all
-        self.waiting = False  # True while the next epoch waits for a free core
-        self.drawn = -1  # the last epoch the page has drawn: training waits a moment for it, one point per epoch
-        self.shown: SoftmaxRegression | None = None  # a copy of the model after the last finished epoch
+        self._job: Job | None = None
+        self._model: tuple[TrainState | None, SoftmaxRegression | None] = (None, None)
         self.redraw = False  # a job ended: the whole page (history, buttons) needs drawing again
         self.pace = 0.0  # seconds an epoch takes at least (slow motion for a class)
         self.alive: Callable[[], bool] = lambda: True  # False once the browser tab is gone
@@ -152,19 +132,36 @@ class Session:
         self._ids = itertools.count(1)
 
     @property
+    def job(self) -> Job | None:
+        """The job training the current run, while it trains (queued or in a worker)."""
+        job = self._job
+        return job if job is not None and job.active else None
+
+    @property
     def model(self) -> SoftmaxRegression | None:
-        """The current model, if any."""
-        return self.trainer.model if self.trainer else None
+        """The current model as after its last finished epoch (never half-updated); do not change it in place."""
+        state, model = self._model
+        if state is not self.state:
+            model = None if self.state is None else SoftmaxRegression(self.state.W, self.state.b)
+            self._model = (self.state, model)
+        return model
 
     @property
     def display_model(self) -> SoftmaxRegression | None:
-        """The model to show: during training, as it was after the last finished epoch (never half-updated)."""
-        return self.shown if self.job is not None and self.shown is not None else self.model
+        """The model to show (the same as model: the state only ever holds finished epochs)."""
+        return self.model
 
-    @classmethod
-    def active_trainers(cls) -> int:
-        """How many sessions of this server process are training right now."""
-        return cls._active
+    @property
+    def progress(self) -> tuple[int, int]:
+        """Samples done in the epoch on its way, and in all ((0, 0) before the job's first turn)."""
+        job = self._job
+        return job.progress if job is not None else (0, 0)
+
+    @property
+    def waiting(self) -> bool:
+        """True while the job waits for its first turn on a worker."""
+        job = self.job
+        return job is not None and job.status == "queued"
 
     def new_model(
         self, dataset: Dataset, setup: Setup, config: TrainConfig, model: SoftmaxRegression | None = None, label: str = "",
@@ -174,16 +171,18 @@ class Session:
 
         `initial` is the fresh model's epoch 0 when the caller already has it (see untrained_record).
         """
-        self.cancel()
+        self.stop("because a new run was started")
         if model is None:
             model, rng = fresh_model(setup)
         else:
             rng, initial = np.random.default_rng(setup.seed), None
-        with self.lock:  # a cancelled thread leaves at its next batch
-            self.trainer = Trainer.for_dataset(model, dataset, rng)
+        if initial is None:
+            initial = Trainer.for_dataset(model, dataset, rng).initial_record()
+        self.dataset = dataset
+        self.state = TrainState(model.W.copy(), model.b.copy(), rng.bit_generator.state)
         # An untrained model that never made it into the history gives its number to the next one.
         reuse = self.run is not None and self.run not in self.runs
-        self.run = Run(self.run.id if reuse else next(self._ids), setup, config, [initial or self.trainer.initial_record()], label=label)
+        self.run = Run(self.run.id if reuse else next(self._ids), setup, config, [initial], label=label)
         return self.run
 
     def restore(self, runs: list[Run], dataset: Dataset | None, model: SoftmaxRegression | None) -> None:
@@ -194,119 +193,83 @@ class Session:
         self._ids = itertools.count(self.runs[-1].id + 1)
         last = self.runs[-1]
         if last.status == "training":
-            last.status, last.message = "stopped", "when the page was closed or reloaded"
+            last.status, last.message = "stopped", f"when the page was closed or reloaded, after epoch {last.trained_epochs}"
         if model is not None and dataset is not None and last.setup.dataset == dataset.name:
             rng = np.random.default_rng(last.setup.seed)
-            self.trainer = Trainer.for_dataset(model, dataset, rng)
-            self.trainer.epochs_done = last.trained_epochs
+            self.dataset = dataset
+            self.state = TrainState(model.W.copy(), model.b.copy(), rng.bit_generator.state, last.trained_epochs)
             self.run = last
 
     def changed(self, run: Run | None = None) -> None:
         """Tell the listener (the run store) that a run in the history changed."""
         run = run or self.run
         if self.on_change is not None and run is not None and run in self.runs:
-            self.on_change(run, self.display_model if run is self.run else None)  # never a half-trained epoch
+            self.on_change(run, self.model if run is self.run else None)
 
-    def start(self, config: TrainConfig) -> None:
-        """Train the current model for config.epochs epochs, in the background."""
-        if self.run is None:
+    def start(self, config: TrainConfig) -> Job:
+        """Hand the current model to the engine to train config.epochs epochs; returns at once."""
+        if self.run is None or self.state is None:
             raise RuntimeError("no model to train")
-        self.cancel()
-        job = self.job = Job(config)
+        self.stop("because a new job was started")
         self.run.config = config
         self.run.status, self.run.message = "training", ""
         if self.run not in self.runs:
             self.runs.append(self.run)
-        self.shown = self.model.copy()  # before changed(): the store saves the model shown while training
         self.changed()
-        self.progress = (0, 1)
-        threading.Thread(target=self._train, args=(job, self.run, self.generation), name=f"train-run-{self.run.id}", daemon=True).start()
+        job = self._job = Job(shared_ref(self.dataset), self.state, config, pace=self.pace, listener=self)
+        self._engine().submit(job)
+        return job
 
-    def stop(self) -> None:
-        """Stop training after the current batch; every finished epoch is kept."""
-        if self.job is not None and self.run is not None:
-            self.run.status, self.run.message = "stopped", "by you"
-            self.changed()
-        self.cancel()
-
-    def cancel(self) -> None:
-        """Drop the job; a thread still training it leaves at its next batch."""
-        self.generation += 1
-        self.job = None
+    def stop(self, why: str = "by you") -> None:
+        """Stop training now: every finished epoch is kept, the epoch on its way is undone."""
+        job, run = self._job, self.run
+        if job is None or not job.cancel(why) or run is None:
+            return
+        run.status, run.message = "stopped", f"{why} after epoch {run.trained_epochs}"
+        if job.stopped_during is not None:
+            epoch, done, total = job.stopped_during
+            kept = f"epochs 1-{epoch - 1} are kept" if epoch > 2 else "epoch 1 is kept" if epoch == 2 else "no epoch had finished"
+            run.message = f"{why} during epoch {epoch}, after {done:,} of {total:,} images; that partial epoch was undone and {kept}"
+        self.redraw = True
+        self.changed()
 
     def wait(self, timeout: float = 30.0) -> bool:
-        """Block until no thread trains (for tests and scripts); False on timeout."""
+        """Block until the job has ended (for tests and scripts); False on timeout."""
         deadline = time.monotonic() + timeout
-        while self.job is not None or self.lock.locked():
+        while self.job is not None:
             if time.monotonic() > deadline:
                 return False
             time.sleep(0.02)
         return True
 
-    def _train(self, job: Job, run: Run, generation: int) -> None:
-        with Session._active_lock:
-            Session._active += 1
-        try:
-            with self.lock:
-                if generation == self.generation:
-                    self._train_locked(job, run, generation)
-        finally:
-            with Session._active_lock:
-                Session._active -= 1
+    def shown(self, epoch: int) -> None:
+        """The page has drawn this epoch: the next one need not wait for it."""
+        job = self.job
+        if job is not None:
+            job.drawn(epoch)
 
-    def _train_locked(self, job: Job, run: Run, generation: int) -> None:
-        def check(done: int, total: int) -> None:
-            self.progress = (done, total)
-            if generation != self.generation:
-                raise Superseded
-            if done == total and not self.alive():  # checked once an epoch: nobody is watching any more
-                raise Abandoned
+    # ------------------------------------------------------------------ the job's listener (engine threads)
 
-        trainer = self.trainer
-        started = time.monotonic()
-        epochs = trainer.run(job.config, check, start=job.done)
-        try:
-            while True:
-                self.waiting = True
-                with Session._slots:
-                    self.waiting = False
-                    record = next(epochs, None)
-                if record is None:
-                    break
-                run.records.append(record)
-                job.done += 1
-                self.shown = trainer.model.copy()
-                if job.done == job.config.epochs and self.job is job:
-                    run.status, run.message = "finished", ""
-                    self.job, self.redraw = None, True
-                self.changed(run)
-                shown_by = time.monotonic() + DRAW_WAIT  # outside the slot: other sessions train meanwhile
-                while self.job is job and (self.drawn < record.epoch and time.monotonic() < shown_by
-                                           or time.monotonic() - started < self.pace * job.done):
-                    time.sleep(0.01)  # the page draws every epoch; in slow motion a class can follow each one
-        except TrainingDiverged as err:
-            run.status, run.message = "diverged", str(err)
-            if self.job is job:
-                self.job, self.redraw = None, True
-            self.changed(run)
-        except Superseded:
-            pass  # Stop, Reset, Train or Continue took over; they set the run's status
-        except Abandoned:
-            run.status, run.message = "stopped", "when the page was closed"
-            if self.job is job:
-                self.job = None
-            self.changed(run)
-        except Exception as err:  # noqa: BLE001 -- a bug must not kill the thread silently and leave "training"
-            run.status, run.message = "stopped", f"by an error: {type(err).__name__}: {err}"
-            if self.job is job:
-                self.job, self.redraw = None, True
-            self.changed(run)
-            raise
+    def on_epoch(self, job: Job, record: EpochRecord) -> None:
+        """A finished epoch of the current job: keep its record and its state."""
+        if job is not self._job or self.run is None:
+            return
+        self.run.records.append(record)
+        self.state = job.committed
+        if job.status == "finished":
+            self.run.status, self.run.message = "finished", ""
+            self.redraw = True
+        self.changed()
+        if job.active and not self.alive():  # nobody is watching any more
+            self.stop("when the page was closed")
 
-
-class Superseded(Exception):
-    """A newer job (or Stop) of the same session took over."""
-
-
-class Abandoned(Exception):
-    """The browser tab that asked for the training is gone."""
+    def on_end(self, job: Job) -> None:
+        """The job finished, diverged or failed."""
+        if job is not self._job or self.run is None or job.status == "finished":
+            return
+        if job.status == "diverged":
+            self.run.status, self.run.message = "diverged", job.message
+        else:
+            self.run.status, self.run.message = "stopped", job.message
+        self.redraw = True
+        self.changed()

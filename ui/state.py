@@ -5,12 +5,12 @@ from __future__ import annotations
 import base64
 import logging
 import os
-import sys
 
 import streamlit as st
 from threadpoolctl import threadpool_limits
 
 from softmax_core import DataError, ModelFileError, SoftmaxRegression
+from softmax_core.engine import Engine
 
 from .data import get_dataset
 from .run_store import ENV_RUNS_DB, RunStore, RunStoreError, new_owner_token, open_store, valid_token
@@ -18,18 +18,25 @@ from .session import Run, Session
 
 _LOG = logging.getLogger(__name__)
 
-# Sessions train side by side (and beside the browser on a laptop): one BLAS thread each is faster
-# than BLAS threads that wait for one another. Set once per server process, when this is imported.
-threadpool_limits(1, user_api="blas")
-# Training threads hold the GIL between NumPy calls; a shorter switch interval lets the server's event
-# loop and the page scripts in often enough to keep every student's page moving (default 5 ms).
-sys.setswitchinterval(0.001)
+def configure_server() -> None:
+    """Process-wide settings of the page server, called by the entry point (importing changes nothing).
+
+    Many pages evaluate models side by side (training runs in the engine's worker processes): one BLAS
+    thread each is faster than BLAS threads that wait for one another.
+    """
+    threadpool_limits(1, user_api="blas")
+
+
+@st.cache_resource(show_spinner=False)
+def get_engine() -> Engine:
+    """The server's pool of training worker processes, started once per process and shared by all sessions."""
+    return Engine()
 
 
 def get_session() -> Session:
     """This browser session's model and runs (created on first use)."""
     if "session" not in st.session_state:
-        session = Session()
+        session = Session(get_engine)
         session.alive = _tab_alive()
         st.session_state.session = session
     return st.session_state.session

@@ -15,7 +15,7 @@ from . import charts
 from .controls import Controls, sidebar_controls
 from .data import dataset_or_help, epoch_zero
 from .session import Run, Session, Setup
-from .state import forget_runs, get_session, owner_token, presenter_css
+from .state import forget_runs, get_engine, get_session, owner_token, presenter_css
 
 GRID_MODES = ("first images", "random sample", "misclassified", "one class")
 # A browser's first run of the page draws the controls and figures only; once the browser has them on
@@ -66,8 +66,8 @@ def render() -> None:
         st.error(f"Invalid setting: {controls.error}")
     # While training, only the live area reruns, on a timer that slows down as more sessions train:
     # a server that falls behind its reruns drops their output, so polling must stay well within its means.
-    active = Session.active_trainers()
-    poll = (0.1 if active <= 1 else min(0.3 * active, 10.0)) if session.job is not None else None
+    active = get_engine().training()
+    poll = (0.1 if active <= 1 else min(0.1 * active, 2.0)) if session.job is not None else None
     st.fragment(live, run_every=poll)(session, controls, dataset, light)
     if light:
         st.session_state.drawn_light = True
@@ -95,13 +95,14 @@ def live(session: Session, controls: Controls, dataset, light: bool = False) -> 
         session.redraw = False
         st.rerun()
     run, job = session.run, session.job
-    session.drawn = run.trained_epochs
+    session.shown(run.trained_epochs)
     # Drawn in page order, no empty placeholders first: each element replaces its old self in place.
     draw_status(st.container(), run)
     if job is not None:
-        done, total = session.progress
-        where = "waiting for a free core (other sessions are training)" if session.waiting and done in (0, total) else f"{done:,} / {total:,} images"
-        st.progress(done / total, text=f"Epoch {run.trained_epochs + 1} ({job.done + 1} of {job.config.epochs}): {where}")
+        done, total = job.progress
+        where = "waiting for its turn (other sessions are training)" if job.status == "queued" else f"{done:,} / {total:,} images"
+        st.progress(done / total if total else 0.0,
+                    text=f"Epoch {run.trained_epochs + 1} ({job.epochs_done + 1} of {job.epochs_asked}): {where}")
     draw_metrics(st.container(), run)
     overlay_ids = st.session_state.get("overlay", [])
     overlays = [r for r in session.runs if r.id in overlay_ids and r is not run]
@@ -168,7 +169,7 @@ def draw_status(area, run: Run) -> None:
         if run.status == "diverged":
             st.warning(f"**Training diverged.** {run.message}", icon=":material/warning:")
         elif run.status == "stopped":
-            st.info(f"Stopped {run.message or 'by you'} after epoch {run.trained_epochs}. **Continue** trains on from here.")
+            st.info(f"Stopped {run.message or f'after epoch {run.trained_epochs}'}. **Continue** trains on from here.")
         elif run.status == "ready":
             st.info(f"Untrained model (epoch 0): test accuracy {run.records[0].test_acc:.3f}, about 1 in 10 by chance. Press **Train**.")
         elif run.status == "finished":

@@ -1,0 +1,297 @@
+"""Training for many sessions on one server: a pool of worker processes that takes fair turns.
+
+A session hands its training to the engine as a `Job` (state in) and reads what comes back (records
+out); it never waits on a worker or holds a lock while one computes. The engine cuts every job into
+slices of at most `SLICE_SECONDS` of batches and hands them out round-robin, so a run at batch size 1
+or of 100 epochs takes its turn like everyone else's. Each slice carries the training state to a
+worker and back: any worker can train any slice, and a worker that dies costs one slice (its job
+stops with its finished epochs kept; a new worker takes its place).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import math
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Protocol
+
+from .shared import SharedData
+from .training import EpochRecord, TrainConfig, TrainState
+from .worker import Slice, SliceResult
+
+ENV_WORKERS = "SOFTMAX_WORKERS"  # how many worker processes (default: one per core)
+SLICE_SECONDS = 0.25  # the longest turn a job gets before the next job's
+DRAW_WAIT = 0.15  # an epoch waits this long at most for the page to draw the one before (one chart point each)
+_THREAD_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")  # one core per worker: the pool is the parallelism
+
+
+def default_workers() -> int:
+    """The pool's size: $SOFTMAX_WORKERS when it is a whole number >= 1, else the number of cores."""
+    text = os.environ.get(ENV_WORKERS, "").strip()
+    if text.isdigit() and int(text) >= 1:
+        return min(int(text), 64)
+    return max(1, os.cpu_count() or 1)
+
+
+class JobListener(Protocol):
+    """Told about a job's progress, in the engine's thread: it must be quick and must not wait."""
+
+    def on_epoch(self, job: Job, record: EpochRecord) -> None:
+        """An epoch finished; job.committed is the state after it."""
+
+    def on_end(self, job: Job) -> None:
+        """The job finished, diverged or failed (not called for cancel: the caller of cancel knows)."""
+
+
+class Job:
+    """One run's request to train epochs `start` .. config.epochs - 1 of its schedule, from `state`.
+
+    The page reads `status`, `records`, `committed`, `progress` and `running`; the engine writes them.
+    """
+
+    def __init__(self, data: SharedData, state: TrainState, config: TrainConfig, start: int = 0, pace: float = 0.0,
+                 listener: JobListener | None = None) -> None:
+        self.data = data
+        self.config = config
+        self.start = start
+        self.pace = pace  # seconds an epoch takes at least (slow motion for a class)
+        self.listener = listener
+        self.committed = state  # after the last finished epoch; replaced, never changed in place
+        self.records: list[EpochRecord] = []
+        self.status = "queued"  # queued, training, finished, stopped, diverged, failed
+        self.message = ""
+        self.progress = (0, 0)  # samples done in the epoch on its way, and in all (0 before its first slice)
+        self.running = (math.nan, math.nan)  # loss and accuracy so far in the epoch on its way
+        self.stopped_during: tuple[int, int, int] | None = None  # (epoch, samples done, samples) when stopped mid-epoch
+        self.lock = threading.RLock()  # held for microseconds: applying a result, or cancelling
+        self._current = state  # the state the next slice starts from (the engine's)
+        self._epoch = None  # the epoch on its way (EpochProgress), the engine's
+        self._began = time.monotonic()
+        self._not_before = 0.0
+        self._drawn = -1
+        self._wake = lambda: None
+
+    @property
+    def active(self) -> bool:
+        """True until the job has finished, stopped, diverged or failed."""
+        return self.status in ("queued", "training")
+
+    @property
+    def epochs_done(self) -> int:
+        """Epochs this job has finished."""
+        return len(self.records)
+
+    @property
+    def epochs_asked(self) -> int:
+        """Epochs this job was asked to train."""
+        return self.config.epochs - self.start
+
+    def cancel(self, message: str = "by you") -> bool:
+        """Stop now (the epoch on its way is undone); False when the job had already ended. Never waits."""
+        with self.lock:
+            if not self.active:
+                return False
+            done, total = self.progress
+            if self._epoch is not None and 0 < done < total:
+                self.stopped_during = (self.committed.epochs_done + 1, done, total)
+            self.status, self.message = "stopped", message
+            self._epoch = None
+            return True
+
+    def drawn(self, epoch: int) -> None:
+        """The page has shown this epoch: the next one need not wait for it."""
+        if epoch > self._drawn:
+            self._drawn = epoch
+            self._wake()
+
+    # ------------------------------------------------------------------ the engine's side
+
+    def _request(self, seconds: float) -> Slice | None:
+        with self.lock:
+            if not self.active:
+                return None
+            self.status = "training"
+            index = self.start + len(self.records)
+            return Slice(self.data, self._current, self.config, index, self._epoch, seconds)
+
+    def _apply(self, result: SliceResult) -> bool:
+        """Take a worker's answer; True when there is more to train."""
+        with self.lock:
+            if not self.active:
+                return False  # cancelled meanwhile: the slice is dropped
+            if result.error or result.diverged:
+                self.status = "failed" if result.error else "diverged"
+                self.message = f"by an error in training: {result.error}" if result.error else result.diverged
+                self._current, self._epoch = self.committed, None
+                self._end()
+                return False
+            self._current, self._epoch = result.state, result.epoch
+            if result.epoch is not None:
+                self.progress = (result.epoch.done, result.epoch.total)
+                self.running = result.epoch.running()
+                return True
+            record = result.record
+            self.committed = result.state
+            self.records.append(record)
+            self.progress, self.running = (0, result.samples), (math.nan, math.nan)  # the next epoch's, not yet begun
+            finished = len(self.records) >= self.epochs_asked
+            if finished:
+                self.status = "finished"
+            else:
+                now = time.monotonic()
+                self._not_before = max(self._began + self.pace * len(self.records), now + DRAW_WAIT if self._drawn < record.epoch else now)
+            if self.listener is not None:
+                self.listener.on_epoch(self, record)
+            if finished:
+                self._end()
+            return not finished
+
+    def _fail(self, message: str) -> None:
+        with self.lock:
+            if self.active:
+                self.status, self.message = "failed", message
+                self._current, self._epoch = self.committed, None
+                self._end()
+
+    def _end(self) -> None:
+        if self.listener is not None:
+            self.listener.on_end(self)
+
+
+class WorkerDied(Exception):
+    """The worker process ended (killed, out of memory) while it trained a slice."""
+
+
+class _Worker:
+    """One worker process and its connection."""
+
+    def __init__(self) -> None:
+        self.process: subprocess.Popen | None = None
+        self.conn: Connection | None = None
+        self.start()
+
+    def start(self) -> None:
+        ours, theirs = socket.socketpair()
+        package_root = str(Path(__file__).resolve().parent.parent)
+        env = {**os.environ, **dict.fromkeys(_THREAD_ENV, "1")}
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH", "")) if p)
+        with theirs:
+            self.process = subprocess.Popen(
+                [sys.executable, "-c", f"import sys; from softmax_core.worker import main; sys.exit(main([{theirs.fileno()!r}]))"],
+                pass_fds=(theirs.fileno(),), env=env, stdin=subprocess.DEVNULL, close_fds=True,
+            )
+        self.conn = Connection(ours.detach())
+
+    def run(self, request: Slice) -> SliceResult:
+        try:
+            self.conn.send(request)
+            return self.conn.recv()
+        except (EOFError, OSError) as err:
+            code = self.process.poll()
+            raise WorkerDied(f"exit code {code}" if code is not None else type(err).__name__) from None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def stop(self) -> None:
+        with contextlib.suppress(OSError):
+            self.conn.close()
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(2)
+
+
+class Engine:
+    """A pool of worker processes training the submitted jobs in fair turns (round-robin slices)."""
+
+    def __init__(self, workers: int | None = None, slice_seconds: float = SLICE_SECONDS) -> None:
+        self.slice_seconds = slice_seconds
+        self._queue: deque[Job] = deque()
+        self._active: set[Job] = set()
+        self._cond = threading.Condition()
+        self._closed = False
+        self._workers = [_Worker() for _ in range(workers or default_workers())]
+        self._threads = [threading.Thread(target=self._serve, args=(w,), name=f"engine-{i}", daemon=True)
+                         for i, w in enumerate(self._workers)]
+        for thread in self._threads:
+            thread.start()
+        atexit.register(self.close)
+
+    def submit(self, job: Job) -> Job:
+        """Queue a job; returns at once."""
+        job._wake = self._notify
+        with self._cond:
+            self._active.add(job)
+            self._queue.append(job)
+            self._cond.notify()
+        return job
+
+    def training(self) -> int:
+        """How many jobs are queued or training."""
+        with self._cond:
+            self._active = {job for job in self._active if job.active}
+            return len(self._active)
+
+    def worker_pids(self) -> list[int]:
+        """The worker processes' ids (for tests and benchmarks)."""
+        return [w.process.pid for w in self._workers]
+
+    def close(self) -> None:
+        """Stop the workers; queued jobs are left as they are."""
+        with self._cond:
+            if self._closed:
+                return
+            self._closed = True
+            self._cond.notify_all()
+        for worker in self._workers:
+            worker.stop()
+
+    def _notify(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+    def _take(self) -> Job | None:
+        """The next job whose turn it is (round-robin); waits for one. None once closed."""
+        with self._cond:
+            while not self._closed:
+                now, wait = time.monotonic(), None
+                for _ in range(len(self._queue)):
+                    job = self._queue.popleft()
+                    if not job.active:
+                        continue  # stopped while it waited for its turn
+                    if job._not_before <= now:
+                        return job
+                    self._queue.append(job)
+                    wait = min(wait if wait is not None else math.inf, job._not_before - now)
+                self._cond.wait(wait)
+            return None
+
+    def _serve(self, worker: _Worker) -> None:
+        while (job := self._take()) is not None:
+            request = job._request(self.slice_seconds)
+            if request is None:
+                continue
+            try:
+                result = worker.run(request)
+            except Exception as err:  # noqa: BLE001 -- a dead worker (or a broken answer) must not end this thread
+                if self._closed:
+                    return
+                why = str(err) if isinstance(err, WorkerDied) else f"{type(err).__name__}: {err}"
+                job._fail(f"by an error: the training process stopped unexpectedly ({why}); the finished epochs are kept")
+                worker.restart()
+                continue
+            if job._apply(result):
+                with self._cond:
+                    self._queue.append(job)
+                    self._cond.notify()
