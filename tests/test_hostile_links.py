@@ -43,9 +43,14 @@ def unescaped(markdown: str) -> str:
     return re.sub(r"\\.", " ", markdown, flags=re.DOTALL)
 
 
+def parsed(markdown: str) -> str:
+    """The text Markdown reads out of markdown: escapes resolved (Streamlit's autolinks then search this text)."""
+    return re.sub(r"\\(.)", r"\1", markdown, flags=re.DOTALL)
+
+
 def shown(markdown: str) -> str:
-    """The text a reader sees: escapes resolved, bold markers gone."""
-    return re.sub(r"\\(.)", r"\1", markdown.replace("**", ""), flags=re.DOTALL)
+    """The text a reader sees: escapes resolved, bold markers and invisible word joiners gone."""
+    return parsed(markdown.replace("**", "")).replace("\u2060", "")
 
 
 def assert_inert(markdown: str) -> None:
@@ -55,7 +60,8 @@ def assert_inert(markdown: str) -> None:
     assert not ACTIVE & set(live.replace("ignored: it", "")), live
     assert "\n" not in markdown and "\r" not in markdown
     assert not re.search(r"\s\*\*(?=[\s.,;]|$)", markdown)  # every bold echo closes (a space before its ** would leave the stars showing)
-    assert "www." not in live and "://" not in live
+    # GitHub-style autolinks are found in the parsed text, escapes or not: what they look for must not be there
+    assert not re.search(r"(?i)https?://|www\.|[-.\w+]@", parsed(markdown))
     assert all(ord(ch) >= 32 for ch in markdown)
 
 
@@ -82,7 +88,9 @@ CASES = [
     ("softmax", "naive\n\n[click](http://evil.example)\n# Heading", "refused"),
     ("dataset", "fashion-mnist\u202e\u2066 [x](javascript:alert(1))", "refused"),
     ("lr", "www.evil.example", "refused"),
+    ("gamma", "HTTPS://evil.example/x?a=1", "refused"),
     ("schedule", "mail@evil.example", "refused"),
+    ("dataset", ":material/home: :smile: :red[alert]", "refused"),
     ("lr", "1" * 100_000, "refused"),
     ("seed", "9" * 100_000 + "x", "refused"),
     ("lr", "nan", "refused"),
@@ -142,9 +150,11 @@ def test_hostile_values(name: str, text: str | list[str], outcome) -> None:
 
 
 def test_escape_markdown_shows_text_as_itself() -> None:
-    for text in [LINK, "![x](http://h/p.png)", "<a href='x'>y</a>", "a\\b", "`x`", "- item", "1. item", "# h", "|a|b|"]:
+    for text in [LINK, "![x](http://h/p.png)", "<a href='x'>y</a>", "a\\b", "`x`", "- item", "1. item", "# h", "|a|b|",
+                 "www.x.org", "me@x.org", "mailto:me@x.org"]:
         escaped = escape_markdown(text)
         assert shown(escaped) == text and not ACTIVE & set(unescaped(escaped))
+        assert not re.search(r"(?i)https?://|www\.|[-.\w+]@", parsed(escaped))
         assert not unescaped(escaped).lstrip().startswith(("-", "1.", "#", "+", "*"))  # no list or heading either
     assert escape_markdown("a - b -1") == "a - b -1"  # a "-" after other text stays
     assert escape_markdown("-1") == "\\-1" and escape_markdown("-1", line_start=False) == "-1"

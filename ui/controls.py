@@ -29,6 +29,8 @@ ECHO_LIMIT = 40  # characters of a URL value repeated in a message; the rest is 
 # a rule), and escaped text never holds a line break, so a "-" later on stays as it is (negative numbers stay readable).
 _PUNCTUATION = frozenset(string.punctuation)
 _KEEP_FORMAT = {"\u200d"}  # the zero-width joiner inside emoji such as 👩‍🔬: harmless, and showing it would break them
+_JOINER = "\u2060"  # WORD JOINER: invisible, and no URL or e-mail pattern runs across it
+_AUTOLINK = re.compile(r"(?<=:)(?=//)|(?<=[wW]{3})(?=\.)|(?=@)")  # where "http://x", "www.x" and "a@b.c" are cut
 _DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")  # ASCII only; unambiguous: no backtracking blow-up
 
 
@@ -37,11 +39,18 @@ def escape_markdown(text: str, line_start: bool = True) -> str:
 
     Every ASCII punctuation character is backslash-escaped (a leading "-" too); line breaks, tabs, other control
     characters and invisible format characters (bidi overrides) are shown by their code ("\\u000a"), so nothing
-    can start a new block or turn the text around. line_start=False: the text follows other text on its line.
+    can start a new block or turn the text around. Escapes do not stop GitHub-style autolinks (Streamlit finds
+    URLs and e-mail addresses in the text after parsing), so an invisible word joiner breaks them up:
+    "www.", "://" and "@" stay as they look but are never made a link. line_start=False: the text follows other
+    text on its line.
     """
+    text = str(text)
+    joins = {m.start() for m in _AUTOLINK.finditer(text)}
     out = []
     started = not line_start  # past the leading spaces of a line
-    for ch in str(text):
+    for i, ch in enumerate(text):
+        if i in joins:
+            out.append(_JOINER)
         if unicodedata.category(ch) in ("Cc", "Zl", "Zp") or (unicodedata.category(ch) == "Cf" and ch not in _KEEP_FORMAT):
             out.append(f"\\\\u{ord(ch):04x}")  # a visible backslash, then the code
         elif ch in _PUNCTUATION and (ch != "-" or not started):
