@@ -221,6 +221,7 @@ class Engine:
         self._active: set[Job] = set()
         self._cond = threading.Condition()
         self._closed = False
+        self._in_flight = 0  # slices being trained right now
         self._workers = [_Worker() for _ in range(workers or default_workers())]
         self._threads = [threading.Thread(target=self._serve, args=(w,), name=f"engine-{i}", daemon=True)
                          for i, w in enumerate(self._workers)]
@@ -242,6 +243,11 @@ class Engine:
         with self._cond:
             self._active = {job for job in self._active if job.active}
             return len(self._active)
+
+    def idle(self) -> bool:
+        """True when no slice is being trained (every answer, even for a stopped job, has come back)."""
+        with self._cond:
+            return self._in_flight == 0
 
     def worker_pids(self) -> list[int]:
         """The worker processes' ids (for tests and benchmarks)."""
@@ -271,6 +277,7 @@ class Engine:
                     if not job.active:
                         continue  # stopped while it waited for its turn
                     if job._not_before <= now:
+                        self._in_flight += 1
                         return job
                     self._queue.append(job)
                     wait = min(wait if wait is not None else math.inf, job._not_before - now)
@@ -279,19 +286,27 @@ class Engine:
 
     def _serve(self, worker: _Worker) -> None:
         while (job := self._take()) is not None:
-            request = job._request(self.slice_seconds)
-            if request is None:
-                continue
+            again = False
             try:
-                result = worker.run(request)
-            except Exception as err:  # noqa: BLE001 -- a dead worker (or a broken answer) must not end this thread
-                if self._closed:
-                    return
+                again = self._turn(worker, job)
+            finally:
+                with self._cond:
+                    self._in_flight -= 1
+                    if again:
+                        self._queue.append(job)
+                    self._cond.notify_all()
+
+    def _turn(self, worker: _Worker, job: Job) -> bool:
+        """Train one slice of job on worker; True when the job has more to train."""
+        request = job._request(self.slice_seconds)
+        if request is None:
+            return False
+        try:
+            result = worker.run(request)
+        except Exception as err:  # noqa: BLE001 -- a dead worker (or a broken answer) must not end this thread
+            if not self._closed:
                 why = str(err) if isinstance(err, WorkerDied) else f"{type(err).__name__}: {err}"
                 job._fail(f"by an error: the training process stopped unexpectedly ({why}); the finished epochs are kept")
                 worker.restart()
-                continue
-            if job._apply(result):
-                with self._cond:
-                    self._queue.append(job)
-                    self._cond.notify()
+            return False
+        return job._apply(result)
