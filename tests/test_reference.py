@@ -1,0 +1,239 @@
+"""The fast Trainer computes the lesson's algorithm: softmax_core.reference, run from the same start, agrees.
+
+Each case trains a Trainer and the plain reference from the same W, b and the same seeded generator (so
+the same shuffles) on real Fashion-MNIST, and compares train loss, train accuracy, test accuracy, W and b
+after every epoch. The tolerances are float32 rounding: the two sides order their products differently.
+"""
+
+from __future__ import annotations
+
+import ast
+import itertools
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from softmax_core import SoftmaxRegression, TrainConfig, Trainer, TrainingDiverged, functional
+from softmax_core import reference as ref
+
+REFERENCE = Path(ref.__file__)
+LOSS_RTOL = 1e-5  # observed: about 1e-7
+PARAM_RTOL, PARAM_ATOL = 1e-4, 1e-6  # observed: |dW| about 1e-7 over two epochs
+
+
+def twin(rng: np.random.Generator) -> np.random.Generator:
+    """A generator in the same state as rng, that will draw the same permutations."""
+    bit_generator = type(rng.bit_generator)()
+    bit_generator.state = rng.bit_generator.state
+    return np.random.Generator(bit_generator)
+
+
+@dataclass
+class Pair:
+    """A Trainer and the reference's W, b, velocity and generator, both at the same starting point."""
+
+    trainer: Trainer
+    images: np.ndarray  # (n, 28, 28) uint8
+    labels: np.ndarray  # (n,)
+    test_images: np.ndarray
+    test_labels: np.ndarray
+    W: np.ndarray
+    b: np.ndarray
+    rng: np.random.Generator
+    velocity: list = field(init=False)  # [v_W, v_b], zero until momentum is used
+
+    def __post_init__(self) -> None:
+        self.velocity = [np.zeros_like(self.W), np.zeros_like(self.b)]
+
+    def reference_epoch(self, config: TrainConfig, index: int) -> tuple[float, float, float]:
+        """The index-th epoch of config's schedule by the reference: (train loss, train accuracy, test accuracy)."""
+        lr = ref.lr_at(index, config.lr, config.epochs, config.schedule, config.step_size, config.gamma)
+        with np.errstate(all="ignore"):  # the naive softmax may overflow; the loss then says so
+            loss, acc = ref.train_epoch(
+                self.images, self.labels, self.W, self.b, self.velocity, self.rng,
+                lr, config.batch_size, config.momentum, config.weight_decay, config.softmax == "stable",
+            )  # fmt: skip
+            test_acc = ref.evaluate_accuracy(self.test_images, self.test_labels, self.W, self.b)
+        return loss, acc, test_acc
+
+    def run_both(self, config: TrainConfig, start: int = 0) -> list:
+        """Trainer.run(config, start=start) beside the same epochs of the reference, asserting agreement after each."""
+        records = []
+        for index, record in zip(range(start, config.epochs), self.trainer.run(config, start=start), strict=True):
+            lr = ref.lr_at(index, config.lr, config.epochs, config.schedule, config.step_size, config.gamma)
+            assert record.lr == pytest.approx(lr, rel=1e-12), f"epoch {record.epoch}: learning rate"
+            self.assert_agrees(record, *self.reference_epoch(config, index))
+            records.append(record)
+        return records
+
+    def assert_agrees(self, record, loss: float, acc: float, test_acc: float) -> None:
+        """The record and the model match the reference's figures and parameters."""
+        n, where = len(self.labels), f"epoch {record.epoch}"
+        assert record.train_loss == pytest.approx(loss, rel=LOSS_RTOL), f"{where}: train loss"
+        # One sample may flip where two scores tie to within float32 rounding.
+        assert abs(record.train_acc - acc) <= 1 / n + 1e-12, f"{where}: train accuracy"
+        assert abs(record.test_acc - test_acc) <= 1 / len(self.test_labels) + 1e-12, f"{where}: test accuracy"
+        np.testing.assert_allclose(self.trainer.model.W, self.W, rtol=PARAM_RTOL, atol=PARAM_ATOL, err_msg=f"{where}: W")
+        np.testing.assert_allclose(self.trainer.model.b, self.b, rtol=PARAM_RTOL, atol=PARAM_ATOL, err_msg=f"{where}: b")
+
+
+def pair(dataset, n: int | None = 3000, seed: int = 0, sigma: float = 0.01) -> Pair:
+    """A Trainer on the first n training images of dataset and the reference at the same start."""
+    rng = np.random.default_rng(seed)
+    model = SoftmaxRegression.init(rng, sigma=sigma)
+    images, labels = dataset.train_images[:n], dataset.train_labels[:n]
+    trainer = Trainer(model, images, labels, dataset.test_images, dataset.test_labels, rng)
+    return Pair(trainer, images, labels, dataset.test_images, dataset.test_labels, model.W.copy(), model.b.copy(), twin(rng))
+
+
+def train_reference(dataset, config: TrainConfig, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """W and b after config's epochs of the reference alone."""
+    twins = pair(dataset, n, seed)
+    for index in range(config.epochs):
+        twins.reference_epoch(config, index)
+    return twins.W, twins.b
+
+
+def test_plain_sgd_agrees(fashion):
+    pair(fashion).run_both(TrainConfig(epochs=2))
+
+
+def test_a_smaller_last_batch_agrees(fashion):
+    n, batch = 1000, 96
+    assert n % batch == 40  # ten batches of 96, then one of 40
+    pair(fashion, n).run_both(TrainConfig(batch_size=batch, epochs=2))
+
+
+def test_momentum_agrees_on_W_and_b(fashion):
+    config = TrainConfig(momentum=0.9, epochs=2)
+    pair(fashion).run_both(config)
+    # Momentum changes the outcome well beyond the tolerance, so agreement above is not by accident.
+    W_plain, b_plain = train_reference(fashion, TrainConfig(epochs=2), 3000)
+    W_momentum, b_momentum = train_reference(fashion, config, 3000)
+    assert not np.allclose(W_momentum, W_plain, rtol=PARAM_RTOL, atol=PARAM_ATOL)
+    assert not np.allclose(b_momentum, b_plain, rtol=PARAM_RTOL, atol=PARAM_ATOL)
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_weight_decay_agrees(fashion, momentum):
+    # With momentum, the decay term goes into the velocity with the gradient (not applied to W apart).
+    pair(fashion).run_both(TrainConfig(weight_decay=0.05, momentum=momentum, epochs=2))
+
+
+def test_weight_decay_shrinks_W_and_leaves_b_alone(fashion):
+    """One full-batch step with decay: b exactly as without it, W lower by lr * decay * W0; on both sides."""
+    n, lr, decay = 500, 0.1, 0.05
+    b0 = np.random.default_rng(1).normal(0, 0.5, size=10).astype(np.float32)  # not 0, or decay of b would not show
+    after = {}
+    for wd in (0.0, decay):
+        twins = pair(fashion, n)
+        twins.trainer.model.b[...] = b0
+        twins.b[...] = b0
+        W0 = twins.W.copy()
+        config = TrainConfig(lr=lr, batch_size=n, epochs=1, weight_decay=wd)
+        twins.run_both(config)
+        after[wd] = (twins.trainer.model.W.copy(), twins.trainer.model.b.copy(), twins.W.copy(), twins.b.copy())
+    for side, (W_index, b_index) in (("Trainer", (0, 1)), ("reference", (2, 3))):
+        np.testing.assert_array_equal(after[decay][b_index], after[0.0][b_index], err_msg=f"{side}: decay touched b")
+        shrink = after[0.0][W_index] - after[decay][W_index]
+        np.testing.assert_allclose(shrink, lr * decay * W0, rtol=1e-3, atol=1e-8, err_msg=f"{side}: decay of W")
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        TrainConfig(lr=0.2, schedule="step", step_size=1, gamma=0.5, epochs=4),
+        TrainConfig(lr=0.2, schedule="step", step_size=2, gamma=0.3, epochs=5, momentum=0.5),
+        TrainConfig(lr=0.2, schedule="cosine", epochs=4),
+    ],
+    ids=["step-1", "step-2-momentum", "cosine"],
+)
+def test_schedules_agree_over_several_epochs(fashion, config):
+    records = pair(fashion, 2000).run_both(config)
+    assert len({r.lr for r in records}) > 1  # the rate did change
+
+
+@pytest.mark.parametrize("schedule", ["step", "cosine"])
+def test_a_resumed_run_continues_the_schedule(fashion, schedule):
+    """Two epochs, the run closed, then run(config, start=2): the reference's four epochs of one schedule."""
+    config = TrainConfig(lr=0.2, schedule=schedule, step_size=1, gamma=0.5, epochs=4, momentum=0.5)
+    twins = pair(fashion, 2000)
+    run = twins.trainer.run(config)
+    for index, record in enumerate(itertools.islice(run, 2)):
+        twins.assert_agrees(record, *twins.reference_epoch(config, index))
+    run.close()
+    records = twins.run_both(config, start=2)
+    assert [r.epoch for r in records] == [3, 4]
+    assert records[0].lr <= config.lr / 2  # the third epoch's rate, not the first's again
+
+
+def test_naive_softmax_agrees_where_it_does_not_overflow(fashion):
+    records = pair(fashion).run_both(TrainConfig(softmax="naive", epochs=2))
+    assert all(math.isfinite(r.train_loss) for r in records)
+
+
+def test_naive_softmax_overflows_on_both_sides_and_the_trainer_restores_the_model(fashion):
+    twins = pair(fashion, 2000)
+    twins.run_both(TrainConfig(softmax="naive", epochs=1))
+    W, b, rng_state = twins.trainer.model.W.copy(), twins.trainer.model.b.copy(), twins.trainer.rng.bit_generator.state
+    config = TrainConfig(lr=10, softmax="naive", epochs=2)
+    with pytest.raises(TrainingDiverged) as info:
+        list(twins.trainer.run(config))
+    loss, _, _ = twins.reference_epoch(config, 0)
+    # NaN, not just infinite: inf / inf from exp(z) overflowing (the stable softmax never makes a NaN here).
+    assert math.isnan(loss)
+    assert info.value.epoch == 2 and twins.trainer.epochs_done == 1
+    np.testing.assert_array_equal(twins.trainer.model.W, W)
+    np.testing.assert_array_equal(twins.trainer.model.b, b)
+    assert twins.trainer.rng.bit_generator.state == rng_state
+
+
+def test_batch_size_one_agrees(fashion):
+    pair(fashion, 200).run_both(TrainConfig(lr=0.01, batch_size=1, epochs=2))
+
+
+def test_velocity_is_kept_across_runs(fashion):
+    twins = pair(fashion, 2000)
+    twins.run_both(TrainConfig(momentum=0.9, epochs=1))
+    twins.run_both(TrainConfig(lr=0.05, momentum=0.9, epochs=1))
+    # Starting the second run from zero velocity would end elsewhere: the check above can tell.
+    fresh = pair(fashion, 2000)
+    fresh.reference_epoch(TrainConfig(momentum=0.9, epochs=1), 0)
+    fresh.velocity = [np.zeros_like(fresh.W), np.zeros_like(fresh.b)]
+    fresh.reference_epoch(TrainConfig(lr=0.05, momentum=0.9, epochs=1), 0)
+    assert not np.allclose(fresh.W, twins.W, rtol=PARAM_RTOL, atol=PARAM_ATOL)
+
+
+def test_lesson_defaults_on_the_full_data_agree_and_give_the_lessons_first_line(fashion):
+    twins = pair(fashion, None)
+    config = TrainConfig(epochs=1)
+    record = twins.trainer.run(config).__next__()
+    loss, acc, test_acc = twins.reference_epoch(config, 0)
+    twins.assert_agrees(record, loss, acc, test_acc)
+    line = f"epoch 1, loss {loss:.4f}, train acc {acc:.3f}, test acc {test_acc:.3f}"
+    assert line == record.log_line() == "epoch 1, loss 0.7885, train acc 0.748, test acc 0.785"
+
+
+def test_reference_functions_match_the_core_functions(fashion):
+    """softmax, cross_entropy and accuracy of the reference against softmax_core.functional (logits of real images)."""
+    rng = np.random.default_rng(0)
+    model = SoftmaxRegression.init(rng, sigma=0.5)
+    X = fashion.test_images[:500].reshape(500, -1).astype(np.float32) / 255
+    y = fashion.test_labels[:500]
+    z = X @ model.W + model.b  # (500, 10), a spread of a few units
+    np.testing.assert_allclose(ref.softmax(z), functional.softmax(z), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(ref.softmax(z, stable=False), functional.naive_softmax(z), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(ref.cross_entropy(ref.softmax(z), y), functional.cross_entropy(z, y), rtol=1e-5, atol=1e-6)
+    assert ref.accuracy(ref.net(X, model.W, model.b), y) == round(functional.accuracy(z, y) * 500)
+    with np.errstate(over="ignore", invalid="ignore"):
+        assert np.isnan(ref.softmax(z + 100, stable=False)).any()  # the lesson's formula overflows
+    np.testing.assert_allclose(ref.softmax(z + 100), ref.softmax(z), rtol=1e-5, atol=1e-7)
+
+
+def test_the_reference_is_plain_numpy():
+    tree = ast.parse(REFERENCE.read_text())
+    imports = [node for node in ast.walk(tree) if isinstance(node, ast.Import | ast.ImportFrom)]
+    assert [alias.name for node in imports for alias in node.names] == ["numpy"]
