@@ -32,7 +32,7 @@ def accuracy(y_hat: np.ndarray, y: np.ndarray) -> int:
     return int((y_hat.argmax(axis=1) == y).sum())
 
 
-def sgd(params: list, grads: list, lr: float, velocity: list, momentum: float = 0.0) -> None:
+def sgd(params: list[np.ndarray], grads: list[np.ndarray], lr: float, velocity: list[np.ndarray], momentum: float = 0.0) -> None:
     """One step downhill, in place; with momentum, along the running sum v = momentum * v + grad."""
     for param, grad, v in zip(params, grads, velocity):
         step = grad
@@ -52,7 +52,7 @@ def lr_at(epoch: int, lr: float, epochs: int, schedule: str = "constant", step_s
 
 
 def train_epoch(
-    images: np.ndarray, labels: np.ndarray, W: np.ndarray, b: np.ndarray, velocity: list, rng: np.random.Generator,
+    images: np.ndarray, labels: np.ndarray, W: np.ndarray, b: np.ndarray, velocity: list[np.ndarray], rng: np.random.Generator,
     lr: float, batch_size: int, momentum: float = 0.0, weight_decay: float = 0.0, stable: bool = True,
 ) -> tuple[float, float]:
     """One pass over uint8 images in a new random order, updating W, b and velocity in place; returns (loss, accuracy)."""
@@ -67,7 +67,8 @@ def train_epoch(
         y_hat = net(X, W, b, stable)  # (k, 10)
         loss_sum += float(cross_entropy(y_hat, y).sum())  # measured before this batch's update
         correct += accuracy(y_hat, y)
-        dz = (y_hat - np.eye(10, dtype=np.float32)[y]) / k  # (k, 10) gradient of the mean loss w.r.t. the scores
+        y_onehot = np.eye(10, dtype=np.float32)[y]  # (k, 10)
+        dz = (y_hat - y_onehot) / k  # (k, 10): the gradient of the mean loss with respect to the scores
         grad_W = X.T @ dz + weight_decay * W  # (784, 10); weight decay pulls W, not b, towards 0
         grad_b = dz.sum(axis=0)  # (10,)
         sgd([W, b], [grad_W, grad_b], lr, velocity, momentum)
