@@ -32,6 +32,14 @@ _EXPECTED_COUNT = {"train": 60000, "test": 10000}
 
 ProgressCallback = Callable[[str, int, int], None]  # (file name, bytes done, bytes in all or 0 if unknown)
 
+# What Dataset.source_kind says: where the data came from, without the server's own paths.
+KIND_ROOT = "folder given with --data-dir"
+KIND_ENV = f"folder set by {ENV_DATA_DIR}"
+KIND_DEBIAN = "Debian package dataset-fashion-mnist"
+KIND_SYSTEM = "system folder /usr/share/datasets"
+KIND_CACHE = "download cache"
+KIND_OTHER = "folder given by the caller"
+
 
 @dataclass(frozen=True)
 class DatasetSpec:
@@ -90,7 +98,8 @@ class Dataset:
     train_labels: np.ndarray  # (60000,) uint8, 0-9
     test_images: np.ndarray  # (10000, 28, 28) uint8
     test_labels: np.ndarray  # (10000,) uint8, 0-9
-    source: Path  # the folder the files were read from
+    source: Path  # the folder the files were read from (a server path: pages show source_kind instead)
+    source_kind: str = KIND_OTHER  # which of the places it was, e.g. "download cache" (the KIND_* constants)
 
 
 def default_cache_dir() -> Path:
@@ -103,8 +112,10 @@ def default_cache_dir() -> Path:
 
 
 def search_roots(root: str | Path | None = None, cache_dir: str | Path | None = None) -> list[Path]:
-    """The data roots looked at, in order: root, $SOFTMAX_DATA_DIR, /usr/share/datasets, the cache."""
-    roots = [Path(root).expanduser()] if root else []
+    """The data roots looked at, in order: only root if given, else $SOFTMAX_DATA_DIR, /usr/share/datasets, the cache."""
+    if root is not None:
+        return [Path(root).expanduser()]
+    roots = []
     if os.environ.get(ENV_DATA_DIR):
         roots.append(Path(os.environ[ENV_DATA_DIR]).expanduser())
     roots.extend(SYSTEM_ROOTS)
@@ -119,29 +130,118 @@ def load_dataset(
     download: bool = True,
     cache_dir: str | Path | None = None,
     progress: ProgressCallback | None = None,
+    prefer: str | Path | None = None,
 ) -> Dataset:
-    """Find the data set in the search roots (downloading it to the cache if none has it), check and load it."""
+    """Check and load the data set from root/name if root is given, else from the first usual place holding it.
+
+    An explicit root (the CLI's --data-dir) is the only place read: if root/name lacks a file, that is a
+    DataError, never a silent switch to another source, and nothing is downloaded. Without root the places are
+    prefer/ (a data set folder looked at first, e.g. the one `fetch` just filled, so that a damaged folder
+    earlier in the order cannot hide it), then ROOT/name for $SOFTMAX_DATA_DIR, /usr/share/datasets and the
+    cache; if none holds the data and download is True, it is downloaded into the cache.
+    """
     spec = _spec(name)
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
-    roots = search_roots(root, cache)
-    for folder in (r / name for r in roots):
+    if root is not None:
+        if prefer is not None:
+            raise ValueError("give root or prefer, not both: an explicit root is the only place read")
+        return _load_explicit_root(name, spec, root, cache)
+    places = _places(name, cache)
+    if prefer is not None:
+        places.insert(0, (Path(prefer), _kind_of(Path(prefer), name, cache)))
+    for folder, kind in places:
         present = _present_files(folder)
         if len(present) == len(FILES):
-            return _read_folder(name, spec, folder, cache)
-        if present and folder.parent != cache:
-            missing = ", ".join(f for f in FILES.values() if f not in present)
-            raise DataError(
-                f"{folder} holds only part of {spec.title}; missing: {missing}. "
-                f"Copy the missing file(s) there, or remove the folder to use another source."
-            )
+            return _read_folder(name, spec, folder, cache, kind)
+        if present and kind != KIND_CACHE:  # the cache is allowed to be partial: fetch fills it
+            raise DataError(_partial(spec, folder, present, kind))
     if not download:
-        raise DataError(_not_found(name, spec, roots, reason="downloading is switched off"))
+        raise DataError(_not_found(name, spec, [f for f, _ in places], reason="downloading is switched off"))
     folder = fetch(name, cache, progress)
-    return _read_folder(name, spec, folder, cache)
+    return _read_folder(name, spec, folder, cache, KIND_CACHE)
+
+
+def load_folder(name: str, folder: str | Path, *, cache_dir: str | Path | None = None) -> Dataset:
+    """Check and load the data set from exactly this folder (e.g. what `fetch` returned); DataError if it cannot."""
+    spec = _spec(name)
+    cache = Path(cache_dir) if cache_dir else default_cache_dir()
+    folder = Path(folder)
+    kind = _kind_of(folder, name, cache)
+    present = _present_files(folder)
+    if len(present) != len(FILES):
+        raise DataError(_partial(spec, folder, present, kind))
+    return _read_folder(name, spec, folder, cache, kind)
+
+
+def _load_explicit_root(name: str, spec: DatasetSpec, root: str | Path, cache: Path) -> Dataset:
+    if not str(root):
+        raise DataError(f"the data folder given is an empty path; give the folder that holds {name}/")
+    root = Path(root).expanduser()
+    folder = root / name
+    if not root.is_dir():
+        what = "is not a folder" if root.exists() else "does not exist"
+        raise DataError(
+            f"the data folder {root} ({KIND_ROOT}) {what}; give the folder that holds {name}/ with the four "
+            f"files of {spec.title}, or leave --data-dir out to use the usual places."
+        )
+    present = _present_files(folder)
+    if len(present) != len(FILES):
+        raise DataError(_partial(spec, folder, present, KIND_ROOT))
+    return _read_folder(name, spec, folder, cache, KIND_ROOT)
+
+
+def _places(name: str, cache: Path) -> list[tuple[Path, str]]:
+    """The usual data set folders, in search order, each with its kind."""
+    places = []
+    if os.environ.get(ENV_DATA_DIR):
+        places.append((Path(os.environ[ENV_DATA_DIR]).expanduser() / name, KIND_ENV))
+    system = KIND_DEBIAN if name == "fashion-mnist" else KIND_SYSTEM
+    places.extend((root / name, system) for root in SYSTEM_ROOTS)
+    places.append((cache / name, KIND_CACHE))
+    return places
+
+
+def _kind_of(folder: Path, name: str, cache: Path) -> str:
+    """Which usual place folder is, or KIND_OTHER."""
+    for place, kind in _places(name, cache):
+        with contextlib.suppress(OSError):
+            if place.resolve() == folder.resolve():
+                return kind
+    return KIND_OTHER
+
+
+def _partial(spec: DatasetSpec, folder: Path, present: list[str], kind: str) -> str:
+    """The message for a data set folder missing some (or all) of the four files."""
+    missing = ", ".join(f for f in FILES.values() if f not in present)
+    if not present:
+        if not folder.exists():
+            return (f"{folder} ({kind}) does not exist; put the four files of {spec.title} there "
+                    f"({missing}){_elsewhere(kind)}.")
+        return f"{folder} ({kind}) holds none of the files of {spec.title} ({missing}){_elsewhere(kind)}."
+    return (
+        f"{folder} holds only part of {spec.title}; missing: {missing}. "
+        f"Copy the missing file(s) there{_elsewhere(kind, 'or remove the folder to use another source')}."
+    )
+
+
+def _elsewhere(kind: str, default: str = "") -> str:
+    """How to use another place instead of a folder of this kind (a clause starting ", or ...")."""
+    ways = {
+        KIND_ROOT: "or leave --data-dir out to use the usual places",
+        KIND_ENV: f"or unset {ENV_DATA_DIR} to use the other places",
+        KIND_CACHE: "or download it again",
+        KIND_OTHER: "",  # a folder given on its own: there is no other place to point to
+    }
+    way = ways.get(kind, default)
+    return f", {way}" if way else ""
 
 
 def fetch(name: str, cache_dir: str | Path, progress: ProgressCallback | None = None) -> Path:
-    """Download the data set's missing or damaged files into cache_dir/name, hash-checked; return that folder."""
+    """Download the data set's missing or damaged files into cache_dir/name, hash-checked; return that folder.
+
+    Load the result with load_folder(name, folder) or load_dataset(name, prefer=folder): a damaged folder
+    earlier in the search order would otherwise still be found first.
+    """
     import pooch  # noqa: PLC0415 -- loading local files must not need the download stack
 
     spec = _spec(name)
@@ -189,7 +289,7 @@ def read_images(path: str | Path, expected: int | None = None) -> np.ndarray:
     header = _header(path, data, _IMAGE_MAGIC, 16, "images")
     n, rows, cols = (int(v) for v in header[1:4])
     if (rows, cols) != (28, 28):
-        raise DataError(f"{path} holds {rows}x{cols} images, not 28x28. {_replace_hint(path)}")
+        raise _DamagedFile(path, f"{path} holds {rows}x{cols} images, not 28x28.")
     _check_length(path, data, 16 + n * rows * cols, n, expected)
     return _readonly(np.frombuffer(data, np.uint8, offset=16).reshape(n, rows, cols))
 
@@ -202,7 +302,7 @@ def read_labels(path: str | Path, expected: int | None = None) -> np.ndarray:
     _check_length(path, data, 8 + n, n, expected)
     labels = np.frombuffer(data, np.uint8, offset=8)
     if labels.size and labels.max() > 9:
-        raise DataError(f"{path} has a label of {int(labels.max())}; labels must be 0-9. {_replace_hint(path)}")
+        raise _DamagedFile(path, f"{path} has a label of {int(labels.max())}; labels must be 0-9.")
     return _readonly(labels)
 
 
@@ -216,7 +316,7 @@ def _present_files(folder: Path) -> list[str]:
         ) from None
 
 
-def _read_folder(name: str, spec: DatasetSpec, folder: Path, cache: Path) -> Dataset:
+def _read_folder(name: str, spec: DatasetSpec, folder: Path, cache: Path, kind: str) -> Dataset:
     def read(key: str):
         split = key.split("_", maxsplit=1)[0]
         path, expected = folder / FILES[key], _EXPECTED_COUNT[split]
@@ -224,7 +324,10 @@ def _read_folder(name: str, spec: DatasetSpec, folder: Path, cache: Path) -> Dat
         array = _load_decoded(decoded, expected, key.endswith("labels"))
         if array is None:
             reader = read_images if key.endswith("images") else read_labels
-            array = reader(path, expected)
+            try:
+                array = reader(path, expected)
+            except _DamagedFile as err:  # the cure depends on where the file is
+                raise DataError(f"{err.problem} {_fix_damaged(err.path, kind)}") from None
             _save_decoded(decoded, array)
         return array
 
@@ -237,7 +340,7 @@ def _read_folder(name: str, spec: DatasetSpec, folder: Path, cache: Path) -> Dat
                 f"{folder}: {len(arrays[split + '_images'])} {split} images but {len(arrays[split + '_labels'])} labels; "
                 f"the files do not belong together. Replace them with the official files."
             )
-    return Dataset(name, spec.title, spec.class_names, source=folder, **arrays)
+    return Dataset(name, spec.title, spec.class_names, source=folder, source_kind=kind, **arrays)
 
 
 def _decoded_path(path: Path, cache: Path) -> Path | None:
@@ -278,6 +381,23 @@ def _save_decoded(decoded: Path | None, array: np.ndarray) -> None:
             os.unlink(tmp.name)
 
 
+class _DamagedFile(DataError):
+    """A data file whose content is wrong; _read_folder says how to cure it for the folder's kind."""
+
+    def __init__(self, path: str | Path, problem: str) -> None:
+        self.path, self.problem = Path(path), problem
+        super().__init__(f"{problem} Replace {path} with the official file.")
+
+
+def _fix_damaged(path: Path, kind: str) -> str:
+    """What to do about a damaged file in a folder of this kind."""
+    if kind == KIND_CACHE:
+        return f"Delete {path} and run again to download a fresh copy."
+    if kind == KIND_DEBIAN:
+        return "Reinstall the package that holds it: sudo apt install --reinstall dataset-fashion-mnist."
+    return f"Replace {path} with the official file{_elsewhere(kind)}."
+
+
 def _decompress(path: Path) -> bytes:
     try:
         raw = path.read_bytes()
@@ -287,35 +407,28 @@ def _decompress(path: Path) -> bytes:
         # Content is checked, not the .gz bytes: Debian's package re-writes the gzip header.
         return gzip.decompress(raw)
     except (OSError, EOFError, zlib.error) as err:
-        raise DataError(f"{path} is not a complete gzip file ({_short(err)}). {_replace_hint(path)}") from None
+        raise _DamagedFile(path, f"{path} is not a complete gzip file ({_short(err)}).") from None
 
 
 def _header(path, data: bytes, magic: int, size: int, what: str) -> np.ndarray:
     if len(data) < size:
-        raise DataError(f"{path} is too short to be an IDX {what} file. {_replace_hint(path)}")
+        raise _DamagedFile(path, f"{path} is too short to be an IDX {what} file.")
     header = np.frombuffer(data, ">u4", count=size // 4)
     if int(header[0]) != magic:
-        raise DataError(
-            f"{path} is not an IDX {what} file (magic number 0x{int(header[0]):08x}, expected 0x{magic:08x}). "
-            f"{_replace_hint(path)}"
-        )
+        raise _DamagedFile(path, f"{path} is not an IDX {what} file (magic number 0x{int(header[0]):08x}, expected 0x{magic:08x}).")
     return header
 
 
 def _check_length(path, data: bytes, wanted: int, n: int, expected: int | None) -> None:
     if len(data) != wanted:
-        raise DataError(f"{path} should hold {wanted} bytes for {n} items but holds {len(data)}. {_replace_hint(path)}")
+        raise _DamagedFile(path, f"{path} should hold {wanted} bytes for {n} items but holds {len(data)}.")
     if expected is not None and n != expected:
-        raise DataError(f"{path} holds {n} items, expected {expected}. {_replace_hint(path)}")
+        raise _DamagedFile(path, f"{path} holds {n} items, expected {expected}.")
 
 
 def _readonly(array: np.ndarray) -> np.ndarray:
     array.setflags(write=False)
     return array
-
-
-def _replace_hint(path) -> str:
-    return f"Delete {Path(path).name} and run again to download a fresh copy, or replace it with the official file."
 
 
 def _spec(name: str) -> DatasetSpec:

@@ -156,7 +156,8 @@ def test_search_order_explicit_root_then_env_then_system_then_cache(tmp_path, da
 
     assert source(roots["explicit"]) == roots["explicit"] / "mnist"
     assert source() == roots["env"] / "mnist"
-    assert source(tmp_path / "nowhere") == roots["env"] / "mnist"  # a root without the folder is skipped
+    with pytest.raises(DataError, match="does not exist"):  # an explicit root is the only place read, never replaced
+        source(tmp_path / "nowhere")
     monkeypatch.delenv("SOFTMAX_DATA_DIR")
     assert source() == roots["system"] / "mnist"  # the first system root has no mnist/: skipped
     monkeypatch.setattr(data, "SYSTEM_ROOTS", ())
@@ -185,9 +186,9 @@ def test_folder_with_some_files_is_an_error_naming_the_missing_file(tmp_path, da
 def test_nothing_found_without_download_lists_the_places_looked_at(tmp_path, monkeypatch):
     monkeypatch.setenv("SOFTMAX_DATA_DIR", str(tmp_path / "env"))
     with pytest.raises(DataError) as info:
-        load_dataset("fashion-mnist", tmp_path / "explicit", download=False, cache_dir=tmp_path / "cache")
+        load_dataset("fashion-mnist", download=False, cache_dir=tmp_path / "cache")
     message = str(info.value)
-    for looked in ("explicit", "env", "cache"):
+    for looked in ("env", "cache"):
         assert str(tmp_path / looked / "fashion-mnist") in message
     assert "downloading is switched off" in message
     assert "SOFTMAX_DATA_DIR" in message and "apt install dataset-fashion-mnist" in message
@@ -285,7 +286,7 @@ def test_broken_file_is_a_data_error_naming_it(case, tmp_path, data_root, real_b
     message = str(info.value)
     assert words in message
     assert str(folder / bad_name) in message
-    assert f"Delete {bad_name} and run again" in message and "official file" in message
+    assert f"Replace {folder / bad_name} with the official file" in message  # not in the cache: no download cures it
 
 
 @contextlib.contextmanager
