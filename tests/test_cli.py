@@ -59,4 +59,5 @@ def test_continues_from_a_saved_model(data_root, tmp_path):
     bad = tmp_path / "bad.npz"
     bad.write_bytes(b"nope")
     out = cli("--epochs", "1", "--load", str(bad), env_root=data_root)
-    assert out.returncode == 1 and "cannot use" in out.stderr and "Traceback" not in out.stderr
+    # A model file that cannot be used is a bad argument: refused (status 2) before the data is loaded.
+    assert out.returncode == 2 and f"--load: {bad} is not an .npz (zip) file" in out.stderr and "Traceback" not in out.stderr
