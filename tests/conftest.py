@@ -68,8 +68,10 @@ def find_on_this_machine(name: str) -> Found:
     try:
         fetch(name, cache)  # what load_dataset does next with download=True
     except DataError as err:
-        reason = str(err).splitlines()[0]
-        return Found(None, f"{name} is not on this machine and cannot be downloaded ({reason})", can_skip=True)
+        lines = str(err).splitlines()  # "could not download X of Y. Tried:", then one line per mirror
+        first_try = f": {lines[1].strip()[:160]}" if len(lines) > 1 else ""
+        return Found(None, f"{name} is not on this machine and cannot be downloaded ({lines[0].removesuffix(' Tried:')} "
+                           f"No network?{first_try})", can_skip=True)
     try:
         return Found(load_dataset(name, download=False).source)
     except DataError as err:
