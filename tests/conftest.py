@@ -4,7 +4,7 @@
 - SOFTMAX_DATA_DIR unset (a fresh machine): the data sets are found as the app finds them, Fashion-MNIST through
   load_dataset's search order (Debian's dataset-fashion-mnist in /usr/share/datasets, the cache, else a download
   into the cache) and MNIST in the cache or downloaded. The tests get a temporary root of links to those folders,
-  also exported as SOFTMAX_DATA_DIR for the servers they start. Missing Fashion-MNIST fails; a test that needs
+  which SOFTMAX_DATA_DIR names for the whole run (the servers and subprocesses the tests start read it). Missing Fashion-MNIST fails; a test that needs
   MNIST is skipped, with the reason, only when MNIST cannot be downloaded (no network).
 
 A test needs MNIST when it is marked `needs_mnist`, uses the `mnist` or `real_bytes` fixture, has "mnist" as a
@@ -13,22 +13,32 @@ parameter, or names the data set "mnist" (quoted) in its code.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from softmax_core import Dataset, load_dataset
+from softmax_core import Dataset, data, load_dataset
 from softmax_core.data import ENV_DATA_DIR, FILES, DataError, default_cache_dir, fetch, search_roots
 
 REPO = Path(__file__).resolve().parent.parent
 pytest_plugins = ["tests.browser_fixtures"]  # a Streamlit server and headless Chromium, for end-to-end tests
-GIVEN_ROOT = os.environ.get(ENV_DATA_DIR)  # as the run was started: data_root exports a root of its own when unset
+GIVEN_ROOT = os.environ.get(ENV_DATA_DIR)  # as the run was started
+# Without it, the run's own root (SOFTMAX_DATA_DIR from pytest_configure on; data_root fills it with links).
+OWN_ROOT = None if GIVEN_ROOT else Path(tempfile.mkdtemp(prefix="softmax-test-data-"))
 NAMES = ("fashion-mnist", "mnist")
+# The machine as the run found it: a session fixture first asked for inside a test that patches these (tests/test_data.py
+# empties the system roots, the cache and the mirrors) must still find the data where a user's run would.
+START_ENVIRON = dict(os.environ)
+START_SYSTEM_ROOTS = data.SYSTEM_ROOTS
+START_DATASETS = dict(data.DATASETS)
 
 
 def real_data_root() -> Path:
@@ -53,9 +63,29 @@ class Found:
     can_skip: bool = False
 
 
+@contextlib.contextmanager
+def as_started() -> Iterator[None]:
+    """The environment, system roots and data set specs as they were when the run started."""
+    with pytest.MonkeyPatch.context() as mp:
+        for key in set(os.environ) | set(START_ENVIRON):
+            if key in START_ENVIRON:
+                mp.setenv(key, START_ENVIRON[key])
+            else:
+                mp.delenv(key)
+        mp.setattr(data, "SYSTEM_ROOTS", START_SYSTEM_ROOTS)
+        for name, spec in START_DATASETS.items():
+            mp.setitem(data.DATASETS, name, spec)
+        yield
+
+
 @functools.cache
 def find_on_this_machine(name: str) -> Found:
-    """The data set's folder as load_dataset(name, download=True) finds it: search roots, then a download to the cache."""
+    """The data set's folder as load_dataset(name, download=True) finds it on this machine: search roots, then a download."""
+    with as_started():
+        return _find(name)
+
+
+def _find(name: str) -> Found:
     try:
         return Found(load_dataset(name, download=False).source)
     except DataError as err:
@@ -98,6 +128,14 @@ def needs_mnist(item: pytest.Item) -> bool:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "needs_mnist: the test reads the MNIST digits (skipped only as the module docstring says)")
+    if OWN_ROOT is not None:  # set before any test: a test's monkeypatch.delenv, undone, puts it back, not "unset"
+        os.environ[ENV_DATA_DIR] = str(OWN_ROOT)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if OWN_ROOT is not None:
+        os.environ.pop(ENV_DATA_DIR, None)
+        shutil.rmtree(OWN_ROOT, ignore_errors=True)  # links only: the data stays where it is
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -113,34 +151,29 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 
 @pytest.fixture(scope="session")
-def data_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """The real data root: SOFTMAX_DATA_DIR, else a temporary root of links to this machine's data sets."""
+def data_root() -> Path:
+    """The real data root: SOFTMAX_DATA_DIR, else the run's own root, filled here with links to this machine's data sets."""
     if GIVEN_ROOT:
-        yield real_data_root()
-        return
-    root = tmp_path_factory.mktemp("data-root")
+        return real_data_root()
     for name in NAMES:
         found = find_on_this_machine(name)
         if found.folder is not None:
-            (root / name).symlink_to(found.folder.resolve(), target_is_directory=True)
+            if not (OWN_ROOT / name).exists():
+                (OWN_ROOT / name).symlink_to(found.folder.resolve(), target_is_directory=True)
         elif name == "fashion-mnist":
             pytest.fail(f"Fashion-MNIST is needed for the tests and was not found: {found.problem}", pytrace=False)
-    os.environ[ENV_DATA_DIR] = str(root)  # for the servers and subprocesses the tests start
-    try:
-        yield root
-    finally:
-        os.environ.pop(ENV_DATA_DIR, None)
+    return OWN_ROOT
 
 
 @pytest.fixture(scope="session")
 def dashboard_server(data_root: Path, dashboard_server):
-    """tests.browser_fixtures' server, started after data_root has made sure SOFTMAX_DATA_DIR is set."""
+    """tests.browser_fixtures' server, started once data_root is filled (SOFTMAX_DATA_DIR points there)."""
     return dashboard_server
 
 
 @pytest.fixture
 def start_dashboards(data_root: Path, start_dashboards):
-    """tests.browser_fixtures' server factory, after data_root has made sure SOFTMAX_DATA_DIR is set."""
+    """tests.browser_fixtures' server factory, once data_root is filled (SOFTMAX_DATA_DIR points there)."""
     return start_dashboards
 
 

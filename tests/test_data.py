@@ -561,7 +561,7 @@ def _debian_gzip(official: bytes) -> bytes:
 def _official_gzip(debian: bytes, name: str) -> bytes:
     """Debian's .gz with the upstream header put back (file name, upstream mtime): byte for byte the official file."""
     assert debian[3] == 0, "Debian's files carry no file name in the header"
-    mtime = OFFICIAL_MTIME[name.split("-")[0]]
+    mtime = OFFICIAL_MTIME[name.split("-", maxsplit=1)[0]]
     return debian[:3] + b"\x08" + mtime.to_bytes(4, "little") + debian[8:10] + name.removesuffix(".gz").encode() + b"\0" + debian[10:]
 
 

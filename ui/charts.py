@@ -45,10 +45,9 @@ def curves_figure(current: Run | None, overlays: Sequence[Run], height: int = 32
     traces = []
     for run in runs:
         is_current = run is current
-        for attr, (label, color, dash) in CURVES.items():
+        for attr, (label, own_color, dash) in CURVES.items():
             xaxis, yaxis = ("x", "y") if attr.endswith("loss") else ("x2", "y2")
-            if not is_current:
-                color = RUN_COLORS[(run.id - 1) % len(RUN_COLORS)]
+            color = own_color if is_current else RUN_COLORS[(run.id - 1) % len(RUN_COLORS)]
             # Epoch 0 has no training pass: its train accuracy is not the lesson's "train acc".
             points = [r for r in run.records if r.epoch > 0 or attr != "train_acc"]
             traces.append({
