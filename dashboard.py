@@ -3,11 +3,11 @@
 import streamlit as st
 
 from ui import train_page
-from ui.controls import chosen_setup
+from ui.controls import chosen_setup, parse_query
 from ui.data import warm_up
 from ui.state import configure_server, connect_store, get_engine, get_session, owner_token
 
-presenting = st.query_params.get("presenter") in ("1", "true")  # a projector needs the width, not the sidebar
+presenting = parse_query({"presenter": st.query_params.get("presenter", "")})[0].get("presenter", False)  # a projector needs the width
 st.set_page_config(
     page_title="Softmax regression from scratch",
     page_icon=":material/functions:",

@@ -45,7 +45,7 @@ def main() -> None:
         return
     st.markdown(
         f"**{dataset.title}**: {len(dataset.train_images):,} training and {len(dataset.test_images):,} test images of "
-        f"28 × 28 grey pixels in {len(dataset.class_names)} classes (from `{dataset.source}`). "
+        f"28 × 28 grey pixels in {len(dataset.class_names)} classes (from the {dataset.source_kind}). "
         "The data set is chosen in the Train page's sidebar."
     )
     browse_section(dataset, presenter)

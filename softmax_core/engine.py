@@ -72,6 +72,7 @@ class Job:
         self.progress = (0, 0)  # samples done in the epoch on its way, and in all (0 before its first slice)
         self.running = (math.nan, math.nan)  # loss and accuracy so far in the epoch on its way
         self.stopped_during: tuple[int, int, int] | None = None  # (epoch, samples done, samples) when stopped mid-epoch
+        self.epoch_began: float | None = None  # time.monotonic() of the first slice of the epoch on its way
         self.lock = threading.RLock()  # held for microseconds: applying a result, or cancelling
         self._current = state  # the state the next slice starts from (the engine's)
         self._epoch = None  # the epoch on its way (EpochProgress), the engine's
@@ -120,6 +121,8 @@ class Job:
             if not self.active:
                 return None
             self.status = "training"
+            if self._epoch is None:
+                self.epoch_began = time.monotonic()
             index = self.start + len(self.records)
             return Slice(self.data, self._current, self.config, index, self._epoch, seconds)
 

@@ -56,11 +56,11 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         _check(self.lr, "learning rate", lambda v: 0 < v <= 1e4, "a number > 0 and <= 10000")
-        _check(self.batch_size, "batch size", lambda v: 1 <= v <= 10**7, "a whole number >= 1", integer=True)
+        _check(self.batch_size, "batch size", lambda v: 1 <= v <= 10**7, "a whole number from 1 to 10000000", integer=True)
         _check(self.epochs, "epochs", lambda v: 1 <= v <= 10_000, "a whole number from 1 to 10000", integer=True)
         _check(self.momentum, "momentum", lambda v: 0 <= v < 1, "a number >= 0 and < 1")
         _check(self.weight_decay, "weight decay", lambda v: 0 <= v <= 1, "a number from 0 to 1")
-        _check(self.step_size, "step size", lambda v: 1 <= v <= 10_000, "a whole number >= 1", integer=True)
+        _check(self.step_size, "step size", lambda v: 1 <= v <= 10_000, "a whole number from 1 to 10000", integer=True)
         _check(self.gamma, "gamma", lambda v: 0 < v <= 1, "a number > 0 and <= 1")
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"schedule must be one of {', '.join(SCHEDULES)}; got {self.schedule!r}")

@@ -182,7 +182,7 @@ def test_url_carries_settings_and_refuses_absurd_values(data_root, monkeypatch):
     no_exception(at)
     assert at.select_slider(key="lr").value == 0.5 and at.slider(key="epochs").value == 7
     assert at.select_slider(key="batch_size").value == 64 and at.toggle(key="presenter").value
-    assert not at.expander  # presenter view hides the advanced settings
+    assert not [e for e in at.expander if e.label.startswith("Advanced")]  # presenter view hides the advanced settings
 
     bad = new_app(data_root, monkeypatch, lr="-1", batch="0", epochs="1000000000", seed="abc", dataset="cifar")
     no_exception(bad)
@@ -203,7 +203,7 @@ def test_grid_options(app):
     finish(app)
     app.segmented_control(key="grid_mode").set_value("misclassified").run()
     html = grid_html(app)
-    assert html.count("<figure") == 9 and html.count("rgb(215,25,28)") >= 9  # every one framed red
+    assert html.count("<figure") == 9 and html.count("border:4px solid rgb(215,25,28)") == 9 and html.count("✗") == 9 and "✓" not in html  # every one framed red
     app.segmented_control(key="grid_mode").set_value("one class").run()
     app.selectbox(key="grid_class").set_value(8).run()  # Bag
     assert grid_html(app).count("Bag<br>") == 9
@@ -216,8 +216,11 @@ def test_model_upload_checks_the_file(app):
     good = SoftmaxRegression(np.zeros((784, 10), np.float32), np.zeros(10, np.float32)).to_bytes()
     app.file_uploader(key="upload").upload("zeros.npz", good, "application/octet-stream").run()
     no_exception(app)
-    assert any("Loaded zeros.npz" in s.value for s in app.success)
+    loaded = app.session_state.session.run
+    assert loaded.status == "loaded" and loaded.label == "loaded from zeros.npz" and loaded in app.session_state.session.runs
+    assert any("zeros\\.npz" in s.value and "Continue" in s.value for s in app.success)  # the name shown as text, not markup
     assert metric(app, "Test acc") == "0.100"
+    np.testing.assert_array_equal(app.session_state.session.model.W, 0)  # every view shows the loaded model
     before = app.session_state.session.model.W.copy()
     def npz(**arrays) -> bytes:
         buffer = io.BytesIO()
@@ -233,7 +236,7 @@ def test_model_upload_checks_the_file(app):
     for name, data in bad.items():
         app.file_uploader(key="upload").upload(name, data, "application/octet-stream").run()
         no_exception(app)
-        assert any(f"{name} was not loaded" in e.value for e in app.error)
+        assert any(f"{name.replace('.', chr(92) + '.')} was not loaded" in e.value and "Nothing was changed." in e.value for e in app.error)
         np.testing.assert_array_equal(app.session_state.session.model.W, before)
 
 

@@ -235,7 +235,7 @@ def test_debian_package_layout_loads_the_same_arrays(debian_datasets, fashion, d
     folder = debian_datasets / "fashion-mnist"
     assert sorted(p.name for p in folder.glob("*.gz")) == sorted(NAMES)
     for f in NAMES:  # Debian rewrote the gzip headers, so the files are not the official bytes
-        assert _md5(folder / f) != OFFICIAL_MD5["fashion-mnist"][f] == _md5(data_root / "fashion-mnist" / f)
+        assert _md5(folder / f) != OFFICIAL_MD5["fashion-mnist"][f]
     monkeypatch.setattr(data, "SYSTEM_ROOTS", (debian_datasets,))
     debian = load_dataset("fashion-mnist", download=False)
     assert debian.source == folder

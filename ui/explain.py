@@ -10,7 +10,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .charts import GREEN, png_data_uri
+from .charts import GREEN, class_axis, png_data_uri
 
 FLOAT32_EXP_LIMIT = float(np.log(np.finfo(np.float32).max))  # ≈ 88.72: exp of anything larger is inf in float32
 
@@ -138,8 +138,8 @@ def confusion_figure(counts: np.ndarray, class_names: Sequence[str], height: int
     )
     fig.update_layout(
         height=height, margin={"l": 10, "r": 10, "t": 10, "b": 10},
-        xaxis={"title": "predicted class", "side": "bottom", "tickangle": -35},
-        yaxis={"title": "true class", "autorange": "reversed"},
+        xaxis={"title": "predicted class", "side": "bottom", "tickangle": -35, **class_axis(names)},
+        yaxis={"title": "true class", "autorange": "reversed", **class_axis(names)},
     )
     return fig
 
@@ -157,7 +157,8 @@ def per_class_figure(accuracies: Sequence[float], class_names: Sequence[str], ov
     )
     fig.update_layout(
         height=height, margin={"l": 10, "r": 10, "t": 10, "b": 10},
-        xaxis={"range": [0, 1.16], "tickvals": [0, 0.25, 0.5, 0.75, 1], "title": "accuracy"}, yaxis={"autorange": "reversed"},
+        xaxis={"range": [0, 1.16], "tickvals": [0, 0.25, 0.5, 0.75, 1], "title": "accuracy"},
+        yaxis={"autorange": "reversed", **class_axis(names)},
     )
     return fig
 
@@ -197,6 +198,7 @@ def class_counts_figure(counts: dict[str, np.ndarray], class_names: Sequence[str
     top = max(int(np.max(v)) for v in counts.values())
     fig.update_layout(
         height=height, barmode="group", margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        xaxis=class_axis(class_names),
         yaxis={"title": "images", "range": [0, top * 1.15]}, legend={"orientation": "h", "y": 1.12, "x": 1, "xanchor": "right"},
     )
     return fig

@@ -32,7 +32,7 @@ class Run:
     setup: Setup
     config: TrainConfig
     records: list[EpochRecord] = field(default_factory=list)  # records[0] is epoch 0 (untrained)
-    status: str = "ready"  # ready, training, finished, stopped, diverged
+    status: str = "ready"  # ready, loaded (from a file), training, finished, stopped, diverged
     message: str = ""
     label: str = ""
 
@@ -184,6 +184,14 @@ class Session:
         reuse = self.run is not None and self.run not in self.runs
         self.run = Run(self.run.id if reuse else next(self._ids), setup, config, [initial], label=label)
         return self.run
+
+    def load_model(self, dataset: Dataset, setup: Setup, config: TrainConfig, model: SoftmaxRegression, source: str) -> Run:
+        """Make an uploaded model the current one: a run of its own ("loaded"), kept in the history at once."""
+        run = self.new_model(dataset, setup, config, model=model, label=f"loaded from {source}")
+        run.status = "loaded"
+        self.runs.append(run)
+        self.changed(run)
+        return run
 
     def restore(self, runs: list[Run], dataset: Dataset | None, model: SoftmaxRegression | None) -> None:
         """Take back runs saved earlier (a reload); the newest becomes the current run, with its model if saved."""

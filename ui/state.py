@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import logging
 import os
+import threading
 
 import streamlit as st
 from threadpoolctl import threadpool_limits
@@ -13,7 +14,9 @@ from softmax_core import DataError, ModelFileError, SoftmaxRegression
 from softmax_core.engine import Engine
 
 from .data import get_dataset
-from .run_store import ENV_RUNS_DB, RunStore, RunStoreError, new_owner_token, open_store, valid_token
+from .controls import escape_markdown
+from .run_store import ENV_RUNS_DB, TOKEN_LENGTH, RunStore, RunStoreError, new_owner_token, open_store, valid_token
+from .saver import Saver, saver_for
 from .session import Run, Session
 
 _LOG = logging.getLogger(__name__)
@@ -72,26 +75,86 @@ def _store(location: str) -> RunStore | str:
         return str(err)
 
 
+def get_saver() -> Saver | None:
+    """The process's background writer of runs into the store (None when saving is switched off)."""
+    location = os.environ.get(ENV_RUNS_DB, "").strip()
+    return None if location.lower() == "off" else saver_for(location or None)
+
+
+# Which live browser session holds which owner id (in this server process): a pasted link must not let a
+# second tab write into, or wipe, the first one's runs.
+_holders: dict[str, tuple[object, str]] = {}  # owner token -> (runtime, Streamlit session id)
+_holders_lock = threading.Lock()
+
+
 def owner_token() -> str:
-    """This browser session's unguessable id: from the URL (?sid=...) when valid, else a new one."""
+    """This browser session's own unguessable id: the URL's sid when it is valid and no other open tab holds it, else a new one.
+
+    A damaged sid, or one that another open tab holds (a pasted link), gets a new id and a note that says so
+    (`st.session_state.link_note`); with a held sid, its runs are copied in (`st.session_state.copied_from`).
+    """
     if "owner" not in st.session_state:
         given = st.query_params.get("sid")
-        st.session_state.owner = given if valid_token(given) else new_owner_token()
+        owner, note, copied_from = _claim(given)
+        st.session_state.owner, st.session_state.link_note, st.session_state.copied_from = owner, note, copied_from
     return st.session_state.owner
 
 
+def _claim(given: str | None) -> tuple[str, str, str | None]:
+    """(owner id, a note for the page, the id whose runs to copy in) for the sid a link brought."""
+    if given is None or given == "":
+        return _hold(new_owner_token()), "", None
+    if not valid_token(given):
+        shown = escape_markdown(given[:40] + ("…" if len(given) > 40 else ""))
+        return _hold(new_owner_token()), (
+            f"The link's session id **{shown}** is damaged ({len(given)} characters; an id is {TOKEN_LENGTH} letters, digits, "
+            f"- or _), so no saved runs could be found with it. This tab starts a new session: check that the whole link was copied."
+        ), None
+    if _held_by_another(given):
+        return _hold(new_owner_token()), (
+            "This link belongs to a session that is open in another tab or browser. Its runs were copied here; what you do now is "
+            "saved under a new link of your own, and the other session is not changed."
+        ), given
+    return _hold(given), "", None
+
+
+def _hold(owner: str) -> str:
+    from streamlit import runtime  # noqa: PLC0415
+    from streamlit.runtime.scriptrunner import get_script_run_ctx  # noqa: PLC0415
+
+    ctx = get_script_run_ctx()
+    if ctx is not None and runtime.exists():
+        with _holders_lock:
+            _holders[owner] = (runtime.get_instance(), ctx.session_id)
+    return owner
+
+
+def _held_by_another(owner: str) -> bool:
+    """True when a live browser session other than this one holds owner (a reload's old session is gone by now)."""
+    from streamlit.runtime.scriptrunner import get_script_run_ctx  # noqa: PLC0415
+
+    ctx = get_script_run_ctx()
+    with _holders_lock:
+        for token, (instance, session_id) in list(_holders.items()):
+            if not instance.is_active_session(session_id):
+                del _holders[token]  # closed tabs give their ids back
+        holder = _holders.get(owner)
+    return holder is not None and (ctx is None or holder[1] != ctx.session_id)
+
+
 def connect_store(session: Session) -> None:
-    """Once per session: bring back the runs saved under the URL's id, then save every change."""
+    """Once per session: bring back the runs saved under the session's id (or copy a held link's in), then save every change."""
     if st.session_state.get("store_connected"):
         return
     st.session_state.store_connected = True
-    store = get_store()
-    if isinstance(store, str):
-        session.store_problem = store
+    store, saver = get_store(), get_saver()
+    if isinstance(store, str) or saver is None:
+        session.store_problem = store if isinstance(store, str) else f"saving runs is switched off ({ENV_RUNS_DB}=off)"
         return
     owner = owner_token()
+    source = st.session_state.get("copied_from") or owner
     try:
-        saved = store.load(owner)
+        saved = saver.load(source, store.load)
     except RunStoreError as err:
         session.store_problem = str(err)
         return
@@ -100,40 +163,52 @@ def connect_store(session: Session) -> None:
         try:
             rows.append((Run.from_dict(data), data))
         except (KeyError, TypeError, ValueError) as err:  # an old or damaged row: skip it
-            _LOG.warning("skipping a saved run of %s: %s", owner[:4], err)
+            _LOG.warning("skipping a saved run of %s: %s", source[:4], err)
     if rows:
         newest, data = max(rows, key=lambda row: row[0].id)
         try:  # only the newest run's model comes back: it becomes the current run
             model = SoftmaxRegression.load(base64.b64decode(data["model"])) if data.get("model") else None
             dataset = get_dataset(newest.setup.dataset)
         except (TypeError, ValueError, ModelFileError) as err:
-            _LOG.warning("not restoring the model of %s's run %s: %s", owner[:4], newest.id, err)
+            _LOG.warning("not restoring the model of %s's run %s: %s", source[:4], newest.id, err)
             model, dataset = None, None
         except DataError:  # the Train page explains what is missing; the history comes back anyway
             model, dataset = None, None
         session.restore([run for run, _ in rows], dataset, model)
+        if source != owner:  # copies of the shared link's runs become this session's own
+            for run, data in rows:
+                run.label = run.label or "copied from a shared link"
+                saver.save(owner, {**data, **run.to_dict()})
 
     def save(run: Run, run_model: SoftmaxRegression | None) -> None:
         data = run.to_dict()
         if run_model is not None:
             data["model"] = base64.b64encode(run_model.to_bytes()).decode()
-        try:
-            store.save(owner, data)
-        except RunStoreError as err:  # keep training; the page says that runs are not being kept
-            session.store_problem = str(err)
+        saver.save(owner, data)  # returns at once: a slow or locked store never holds up training or the page
 
     session.on_change = save
+
+
+def store_problem(session: Session) -> str:
+    """Why this session's runs are not being saved right now ("" when they are)."""
+    if session.store_problem:
+        return session.store_problem
+    saver = get_saver()
+    return saver.problem(st.session_state.owner) if saver is not None and "owner" in st.session_state else ""
+
+
+def store_notice() -> str:
+    """What the store dropped to keep its cap on runs per link ("" when nothing)."""
+    saver = get_saver()
+    return saver.notice(st.session_state.owner) if saver is not None and "owner" in st.session_state else ""
 
 
 def forget_runs(session: Session) -> None:
     """Stop training, delete this session's saved runs and its run history (the current model stays)."""
     session.stop()
-    store = get_store()
-    if not isinstance(store, str) and "owner" in st.session_state:
-        try:
-            store.clear(st.session_state.owner)
-        except RunStoreError as err:
-            session.store_problem = str(err)
+    saver = get_saver()
+    if saver is not None and "owner" in st.session_state:
+        saver.delete_all(st.session_state.owner)
     session.runs = []
 
 

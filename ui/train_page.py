@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import io
+import math
+import time
 from dataclasses import replace
 
 import numpy as np
@@ -12,10 +14,10 @@ import streamlit as st
 from softmax_core import ModelFileError, SoftmaxRegression, TrainConfig, softmax
 
 from . import charts
-from .controls import Controls, sidebar_controls
+from .controls import Controls, escape_markdown, sidebar_controls, student_link_query
 from .data import dataset_or_help, epoch_zero
 from .session import Run, Session, Setup
-from .state import forget_runs, get_engine, get_session, owner_token, presenter_css
+from .state import forget_runs, get_engine, get_session, owner_token, presenter_css, store_notice, store_problem
 
 GRID_MODES = ("first images", "random sample", "misclassified", "one class")
 # A browser's first run of the page draws the controls and figures only; once the browser has them on
@@ -43,19 +45,25 @@ def render() -> None:
     session.redraw = False  # this run draws the whole page
     light = first_paint()
     controls = sidebar_controls(extra_query={"sid": owner_token()})
+    if not light:
+        student_link()
     presenter_css(controls.presenter)
     st.title("Softmax regression from scratch")
-    if problems := st.session_state.get("url_problems"):
+    if problems := st.session_state.get("url_problems"):  # already escaped: URL text never becomes markup
         st.warning("The link's settings were checked:\n\n" + "\n".join(f"- {p}" for p in problems), icon=":material/link:")
+    if note := st.session_state.get("link_note"):
+        st.warning(note, icon=":material/link_off:")
     dataset = dataset_or_help(controls.setup.dataset)
     if dataset is None:
         return
     st.caption(
         f"{dataset.title} ({len(dataset.train_images):,} training and {len(dataset.test_images):,} test images, "
-        f"from `{dataset.source}`) · W (784×10) ~ Normal(0, σ²), b = 0 · softmax · cross-entropy · minibatch SGD"
+        f"from the {dataset.source_kind}) · W (784×10) ~ Normal(0, σ²), b = 0 · softmax · cross-entropy · minibatch SGD"
     )
-    if session.store_problem:
-        st.caption(f":material/cloud_off: Runs are kept for this browser tab only: {session.store_problem}")
+    if problem := store_problem(session):
+        st.caption(f":material/cloud_off: Runs are not saved on the server right now: {escape_markdown(problem)}")
+    if notice := store_notice():
+        st.caption(f":material/info: {escape_markdown(notice)}")
     run = session.run
     if run is None or run.setup.dataset != dataset.name or (run.status == "ready" and run.setup != controls.setup):
         # A model belongs to one data set; an untrained one follows the seed and σ as they change.
@@ -67,7 +75,9 @@ def render() -> None:
     # While training, only the live area reruns, on a timer that slows down as more sessions train:
     # a server that falls behind its reruns drops their output, so polling must stay well within its means.
     active = get_engine().training()
-    poll = (0.1 if active <= 1 else min(0.1 * active, 2.0)) if session.job is not None else None
+    # Every poll is a script run on the server: forty pages polling fast would leave it no time for anything
+    # else, so the pace slows as more sessions train (at most about ten runs a second in all).
+    poll = (0.1 if active <= 1 else min(0.1 * active, 1.0)) if session.job is not None else None
     st.fragment(live, run_every=poll)(session, controls, dataset, light)
     if light:
         st.session_state.drawn_light = True
@@ -76,6 +86,18 @@ def render() -> None:
     downloads(session.run)
     run_history(session)
     model_files(session, dataset, controls)
+
+
+def student_link() -> None:
+    """The address to give a class: these settings (presenter view and pace too) without this tab's own id."""
+    from urllib.parse import urlencode, urlsplit, urlunsplit  # noqa: PLC0415
+
+    with st.sidebar.expander("Link for students", icon=":material/share:"):
+        parts = urlsplit(st.context.url or "http://localhost:8501/")
+        url = urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(student_link_query(st.session_state)), ""))
+        st.code(url, language=None, wrap_lines=True)
+        st.caption("Copy it with the button at its right. Everyone who opens it starts their own session with these settings; "
+                   "the address bar of this tab carries your own id, which is for you alone.")
 
 
 def first_paint() -> bool:
@@ -111,9 +133,53 @@ def live(session: Session, controls: Controls, dataset, light: bool = False) -> 
     if light:  # the chart's room: the page keeps its length when the chart comes
         st.container(height=height, border=False)
         return
-    st.plotly_chart(charts.curves_figure(run, overlays, height, font), key="curves", config={"displaylogo": False})
+    st.plotly_chart(curves(session, overlays, height, font), key="curves", config={"displaylogo": False})
     st.code("\n".join(log_lines(run)), language=None)
     test_image_grid(session, dataset, controls.presenter, training=job is not None)
+
+
+LIVE_AFTER = 1.0  # seconds an epoch must take before the chart shows the running figures within it
+
+
+def curves(session: Session, overlays: list[Run], height: int, font: int):
+    """The loss and accuracy chart as a Plotly figure, built only when what it shows changes.
+
+    The page redraws several times an epoch while training; a figure handed over as a dict is validated
+    by Plotly on every draw (~15 ms), a Figure object is not. In a slow epoch the running training loss
+    and accuracy within it are drawn as hollow points at fractional epochs (moving every 2 % of the epoch).
+    """
+    import plotly.graph_objects as go  # noqa: PLC0415 -- not needed for a tab's light first run
+
+    run, job = session.run, session.job
+    partial = None
+    if job is not None and job.status == "training" and job.progress[1]:
+        done, total = job.progress
+        began = job.epoch_began
+        if 0 < done < total and began is not None and time.monotonic() - began > LIVE_AFTER and math.isfinite(job.running[0]):
+            partial = (run.trained_epochs + round(50 * done / total) / 50, *job.running)
+    key = (run.id, len(run.records), tuple(r.id for r in overlays), height, font, partial)
+    cached = session.cache.get("curves")
+    if cached is None or cached[0] != key:
+        spec = charts.curves_figure(run, overlays, height, font)
+        if partial is not None:
+            add_running_points(spec, *partial)
+        session.cache["curves"] = cached = (key, go.Figure(spec))
+    return cached[1]
+
+
+def add_running_points(spec: dict, epoch: float, loss: float, acc: float) -> None:
+    """Put the running training loss and accuracy of the epoch on its way into a curves figure (hollow points)."""
+    for attr, value, axes in (("train_loss", loss, ("x", "y")), ("train_acc", acc, ("x2", "y2"))):
+        label, color, _ = charts.CURVES[attr]
+        spec["data"].append({
+            "type": "scatter", "xaxis": axes[0], "yaxis": axes[1], "x": [epoch], "y": [value], "mode": "markers",
+            "name": f"{label} so far in this epoch", "showlegend": False,
+            "marker": {"size": 11, "symbol": "circle-open", "color": color, "line": {"width": 2.5, "color": color}},
+            "hovertemplate": f"{label} so far, epoch %{{x:.2f}}: %{{y:.4f}}<extra></extra>",
+        })
+    for axis in ("xaxis", "xaxis2"):
+        low, high = spec["layout"][axis]["range"]
+        spec["layout"][axis]["range"] = [low, max(high, epoch + 0.3)]
 
 
 def new_untrained_run(session: Session, dataset, setup: Setup, config: TrainConfig) -> Run:
@@ -170,6 +236,11 @@ def draw_status(area, run: Run) -> None:
             st.warning(f"**Training diverged.** {run.message}", icon=":material/warning:")
         elif run.status == "stopped":
             st.info(f"Stopped {run.message or f'after epoch {run.trained_epochs}'}. **Continue** trains on from here.")
+        elif run.status == "loaded":
+            st.success(
+                f"Model **{escape_markdown(run.label)}** (not trained here): test accuracy {run.records[0].test_acc:.3f}. "
+                f"Press **Continue** to train it further with the settings on the left; **Train** starts a fresh model "
+                f"(this one stays in the run history).", icon=":material/upload_file:")
         elif run.status == "ready":
             st.info(f"Untrained model (epoch 0): test accuracy {run.records[0].test_acc:.3f}, about 1 in 10 by chance. Press **Train**.")
         elif run.status == "finished":
@@ -241,7 +312,7 @@ def test_image_grid(session: Session, dataset, presenter: bool, training: bool) 
     left, right = st.columns([1, 3])
     choice = left.selectbox(
         "Inspect image", range(len(indices)), key="inspect",
-        format_func=lambda k: f"{k + 1}. {names[labels[indices[k]]]}", help="Its 10 softmax probabilities are drawn beside.",
+        format_func=lambda k: f"#{k + 1}: {names[labels[indices[k]]]}", help="Its 10 softmax probabilities are drawn beside.",
     )
     choice = min(int(choice or 0), len(indices) - 1)
     left.caption("Green: the true class. Red: a wrong prediction. A confident model puts almost all probability on one class.")
@@ -286,8 +357,9 @@ def run_history(session: Session) -> None:
     cols[0].download_button("All runs as CSV", csv_bytes(every), icon=":material/download:", file_name="softmax-runs.csv", mime="text/csv", key="csv_all", on_click="ignore")
     cols[1].button("Forget these runs", icon=":material/delete:", key="forget", on_click=forget_runs, args=(session,),
                    help="Delete the run history of this session, here and on the server.")
-    if not session.store_problem:
-        cols[2].caption(":material/bookmark: Runs are saved on this server under the link in the address bar: bookmark it to come back to them.")
+    if not store_problem(session):
+        cols[2].caption(":material/bookmark: Runs are saved on this server under the link in the address bar: bookmark it to come back to "
+                        "them. That link is yours alone: to share the settings with a class, use **Link for students** in the sidebar.")
 
 
 def model_files(session: Session, dataset, controls: Controls) -> None:
@@ -302,12 +374,12 @@ def model_files(session: Session, dataset, controls: Controls) -> None:
         try:
             model = SoftmaxRegression.load(io.BytesIO(upload.getvalue()))
         except ModelFileError as err:
-            st.session_state.upload_message = ("error", f"{upload.name} was not loaded: {err}. Nothing was changed.")
+            st.session_state.upload_message = ("error", f"{escape_markdown(upload.name)} was not loaded: {escape_markdown(str(err).rstrip('.'))}. Nothing was changed.")
         else:
-            session.new_model(dataset, controls.setup, controls.config or run_config(session.run), model=model, label=f"from {upload.name}")
-            st.session_state.upload_message = ("success", f"Loaded {upload.name}: test accuracy {session.run.records[0].test_acc:.3f}. Continue trains it further.")
+            session.load_model(dataset, controls.setup, controls.config or run_config(session.run), model, upload.name)
+            st.session_state.upload_message = None  # the status above says what was loaded and what to do next
         st.rerun()
-    kind, text = st.session_state.get("upload_message", (None, None))
+    kind, text = st.session_state.get("upload_message") or (None, None)
     if kind == "error":
         st.error(text)
     elif kind == "success":
