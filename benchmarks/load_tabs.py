@@ -1,0 +1,124 @@
+"""A class in real browsers: N Chromium tabs on one fresh `streamlit run dashboard.py`, all clicking Train at once.
+
+Each round starts a fresh server and one Chromium (Debian's, through Playwright) with N tabs, each in its
+own browser context (its own cookies and session, as N students' laptops). Once every tab shows the page
+with its Train button enabled, the tabs click Train one right after the other (inside each page, with the
+log observed from the click on) and the script polls them until each shows `epoch 5, loss` in its log.
+The browsers run on the same machine as the server: their CPU is part of the load, as the issue asks.
+
+Reported per round: the time from the first click to each tab's epoch 5 (median and max), whether all
+tabs got there within the target (45 s), and every tab's status line when one did not.
+
+    SOFTMAX_DATA_DIR=ROOT python benchmarks/load_tabs.py [--tabs 10] [--rounds 3] [--json out.json]
+
+Exit status 0 when every round had every tab at epoch 5 (the time target is reported as PASS/MISS, not
+enforced); 1 otherwise; 2 when it could not run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(HERE))
+
+from bench_dashboard import CLICK_AND_OBSERVE, DASHBOARD_READY, EPOCHS, load_averages, verdict  # noqa: E402
+from streamlit_server import CHROMIUM, CHROMIUM_ARGS, STREAMLIT_FLAGS, StreamlitServer  # noqa: E402
+
+TARGET_SECONDS = 45.0  # every tab at epoch 5 within this many seconds of the clicks
+READY_TIMEOUT_MS = 120_000
+LIMIT_SECONDS = 300.0  # a round gives up after this long
+STATUS = """() => {
+  const alert = Array.from(document.querySelectorAll('[data-testid="stAlert"], [data-testid="stProgress"]')).map(e => e.textContent).join(' | ');
+  const log = Array.from(document.querySelectorAll('[data-testid="stCode"]')).map(c => c.textContent).join(' | ');
+  return {done: !!(window.__train && window.__train.done), status: alert.slice(0, 160), log: log.slice(-120)};
+}"""
+
+
+def run_round(tabs: int, root: str, log) -> dict:
+    """One fresh server and one browser with `tabs` tabs; the seconds from the first click to each tab's epoch 5."""
+    from playwright.sync_api import sync_playwright  # noqa: PLC0415
+
+    with tempfile.TemporaryDirectory(prefix="load_tabs_") as tmp:
+        env = {**os.environ, "SOFTMAX_RUNS_DB": str(Path(tmp) / "runs.sqlite3")}
+        if root:  # else the server finds the data as a user's would (Debian package, cache)
+            env["SOFTMAX_DATA_DIR"] = root
+        server = StreamlitServer("dashboard.py", REPO, env, STREAMLIT_FLAGS, log_prefix="load_tabs_")
+        server.start()
+        try:
+            with sync_playwright() as p:
+                browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+                try:
+                    return _drive(browser, server, tabs, log)
+                finally:
+                    browser.close()
+        finally:
+            server.close()
+
+
+def _drive(browser, server: StreamlitServer, tabs: int, log) -> dict:
+    pages = []
+    for i in range(tabs):
+        page = browser.new_context(viewport={"width": 1280, "height": 720}).new_page()
+        page.goto(f"{server.url}?seed={i}", wait_until="commit", timeout=READY_TIMEOUT_MS)
+        pages.append(page)
+    for page in pages:
+        page.wait_for_function(DASHBOARD_READY, polling=100, timeout=READY_TIMEOUT_MS)
+        page.wait_for_load_state("networkidle", timeout=READY_TIMEOUT_MS)
+    log(f"  {tabs} tabs ready; clicking Train in all of them")
+    clicked = time.monotonic()
+    for page in pages:
+        started = page.evaluate(CLICK_AND_OBSERVE, EPOCHS)
+        if "error" in started:
+            raise RuntimeError(started["error"])
+    done: dict[int, float] = {}
+    while len(done) < tabs and time.monotonic() - clicked < LIMIT_SECONDS:
+        for i, page in enumerate(pages):
+            if i not in done and page.evaluate("() => !!(window.__train && window.__train.done)"):
+                done[i] = time.monotonic() - clicked
+        time.sleep(0.25)
+    stuck = {i: page.evaluate(STATUS) for i, page in enumerate(pages) if i not in done}
+    return {"seconds": [done.get(i) for i in range(tabs)], "stuck": stuck}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tabs", type=int, default=10, help="Chromium tabs (students) per round (default 10)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds, each on a fresh server (default 3)")
+    parser.add_argument("--data-dir", help="data root holding fashion-mnist/ (default $SOFTMAX_DATA_DIR)")
+    parser.add_argument("--json", help="write the figures to this file")
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # the finally blocks end the servers and browsers
+    root = args.data_dir or os.environ.get("SOFTMAX_DATA_DIR", "")
+    print(f"{args.tabs} Chromium tabs clicking Train at once, {args.rounds} rounds on fresh servers; {os.cpu_count()} cores; {load_averages()}")
+    rounds, ok = [], True
+    for k in range(args.rounds):
+        print(f"round {k + 1}:")
+        result = run_round(args.tabs, root, print)
+        seconds = [s for s in result["seconds"] if s is not None]
+        all_there = len(seconds) == args.tabs
+        ok &= all_there
+        worst = max(seconds) if all_there else float("inf")
+        line = (f"  epoch 5 in {len(seconds)}/{args.tabs} tabs; click -> epoch 5: median {statistics.median(seconds):.1f} s, "
+                f"max {max(seconds):.1f} s" if seconds else f"  no tab reached epoch 5 within {LIMIT_SECONDS:.0f} s")
+        print(f"{line}   all within {TARGET_SECONDS:.0f} s: {verdict(worst <= TARGET_SECONDS)}")
+        for i, status in result["stuck"].items():
+            print(f"  tab {i} did not finish: {status}")
+        rounds.append(result)
+    print(f"{load_averages()}\nResult: {'OK' if ok else 'FAILED'}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"tabs": args.tabs, "rounds": rounds}, indent=1))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
