@@ -2,8 +2,10 @@
 
 A session hands its training to the engine as a `Job` (state in) and reads what comes back (records
 out); it never waits on a worker or holds a lock while one computes. The engine cuts every job into
-slices of at most `SLICE_SECONDS` of batches and hands them out round-robin, so a run at batch size 1
-or of 100 epochs takes its turn like everyone else's. Each slice carries the training state to a
+slices of at most `SLICE_SECONDS` of batches and hands the next slice to the job with the least work
+left, unless a job has waited `STARVE_SECONDS` for its turn, which then goes first. So a run at batch
+size 1 or of 100 epochs never holds up a classmate's five epochs, it still moves at least every few
+seconds, and when a whole class presses Train at once, half of it sees epoch 5 in half the time. Each slice carries the training state to a
 worker and back: any worker can train any slice, and a worker that dies costs one slice (its job
 stops with its finished epochs kept; a new worker takes its place).
 """
@@ -19,7 +21,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections import deque
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Protocol
@@ -30,7 +31,12 @@ from .worker import Slice, SliceResult
 
 ENV_WORKERS = "SOFTMAX_WORKERS"  # how many worker processes (default: one per core)
 SLICE_SECONDS = 0.25  # the longest turn a job gets before the next job's
+STARVE_SECONDS = 4.0  # no job waits longer than this for its next turn
 DRAW_WAIT = 0.15  # an epoch waits this long at most for the page to draw the one before (one chart point each)
+# Work left is estimated from the samples and batches still to train (seconds on one core, roughly): small
+# batches cost far more per sample than large ones.
+SAMPLE_COST = 1.5e-6
+BATCH_COST = 2e-5
 _THREAD_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")  # one core per worker: the pool is the parallelism
 
 
@@ -78,6 +84,8 @@ class Job:
         self._epoch = None  # the epoch on its way (EpochProgress), the engine's
         self._began = time.monotonic()
         self._not_before = 0.0
+        self._waiting_since = time.monotonic()  # when its last turn ended (or it was submitted)
+        self._samples = 60000  # per epoch, until the first slice says
         self._drawn = -1
         self._wake = lambda: None
 
@@ -107,6 +115,12 @@ class Job:
             self.status, self.message = "stopped", message
             self._epoch = None
             return True
+
+    def work_left(self) -> float:
+        """Roughly how many seconds of one core this job still needs."""
+        epochs = self.epochs_asked - len(self.records)
+        samples = epochs * self._samples - self.progress[0]
+        return samples * SAMPLE_COST + samples / min(self.config.batch_size, self._samples) * BATCH_COST
 
     def drawn(self, epoch: int) -> None:
         """The page has shown this epoch: the next one need not wait for it."""
@@ -139,10 +153,12 @@ class Job:
                 return False
             self._current, self._epoch = result.state, result.epoch
             if result.epoch is not None:
+                self._samples = result.epoch.total
                 self.progress = (result.epoch.done, result.epoch.total)
                 self.running = result.epoch.running()
                 return True
             record = result.record
+            self._samples = result.samples or self._samples
             self.committed = result.state
             self.records.append(record)
             self.progress, self.running = (0, result.samples), (math.nan, math.nan)  # the next epoch's, not yet begun
@@ -216,11 +232,11 @@ class _Worker:
 
 
 class Engine:
-    """A pool of worker processes training the submitted jobs in fair turns (round-robin slices)."""
+    """A pool of worker processes training the submitted jobs in fair turns (slices, least work left first, none starved)."""
 
     def __init__(self, workers: int | None = None, slice_seconds: float = SLICE_SECONDS) -> None:
         self.slice_seconds = slice_seconds
-        self._queue: deque[Job] = deque()
+        self._queue: list[Job] = []  # jobs waiting for their next turn
         self._active: set[Job] = set()
         self._cond = threading.Condition()
         self._closed = False
@@ -271,20 +287,23 @@ class Engine:
             self._cond.notify_all()
 
     def _take(self) -> Job | None:
-        """The next job whose turn it is (round-robin); waits for one. None once closed."""
+        """The next job whose turn it is; waits for one. None once closed.
+
+        A job that has waited STARVE_SECONDS goes first (the longest-waiting of them); otherwise the one with
+        the least work left.
+        """
         with self._cond:
             while not self._closed:
-                now, wait = time.monotonic(), None
-                for _ in range(len(self._queue)):
-                    job = self._queue.popleft()
-                    if not job.active:
-                        continue  # stopped while it waited for its turn
-                    if job._not_before <= now:
-                        self._in_flight += 1
-                        return job
-                    self._queue.append(job)
-                    wait = min(wait if wait is not None else math.inf, job._not_before - now)
-                self._cond.wait(wait)
+                now = time.monotonic()
+                self._queue = [job for job in self._queue if job.active]  # stopped while they waited
+                ready = [job for job in self._queue if job._not_before <= now]
+                if ready:
+                    starving = [job for job in ready if now - job._waiting_since >= STARVE_SECONDS]
+                    job = min(starving, key=lambda j: j._waiting_since) if starving else min(ready, key=Job.work_left)
+                    self._queue.remove(job)
+                    self._in_flight += 1
+                    return job
+                self._cond.wait(min((job._not_before - now for job in self._queue), default=None))
             return None
 
     def _serve(self, worker: _Worker) -> None:
@@ -296,6 +315,7 @@ class Engine:
                 with self._cond:
                     self._in_flight -= 1
                     if again:
+                        job._waiting_since = time.monotonic()
                         self._queue.append(job)
                     self._cond.notify_all()
 
