@@ -143,3 +143,56 @@ def image_grid_html(images: np.ndarray, titles: Sequence[tuple[str, str, bool]],
         f'<div style="display:grid;grid-template-columns:repeat(auto-fill,minmax({size + 8}px,1fr));gap:12px 6px;'
         f'max-width:{per_row * (size + 16)}px">' + "".join(cells) + "</div>"
     )
+
+
+# --- How it learns, Why this prediction: 28×28 maps side by side on diverging scales centred at 0 -----------------
+
+
+def image_maps_figure(
+    panels: Sequence[tuple[str, np.ndarray, int | None]], scales: Sequence[str], height: int = 300, font_size: int = 13,
+) -> dict:
+    """28×28 maps in a row, each (title, map, scale): scale indexes `scales` (colour bar titles), None draws a uint8 image in grey.
+
+    Maps of one scale share one red-white-blue colour axis, symmetric about 0 (white), with its colour bar under
+    them: blue is positive, red negative, as in the inspector's weight images. A title may have two lines ("\\n").
+    A plain figure dict, like curves_figure.
+    """
+    n, gap, bottom = len(panels), 0.025, 0.2  # bottom: the colour bars' room
+    width = (1 - gap * (n - 1)) / n
+    domains = [(i * (width + gap), i * (width + gap) + width) for i in range(n)]
+    lines = max(title.count("\n") + 1 for title, _, _ in panels)
+    hidden = {"showticklabels": False, "ticks": "", "showgrid": False, "zeroline": False, "showline": False, "constrain": "domain"}
+    traces, annotations = [], []
+    layout: dict = {"height": height, "font": {"size": font_size}, "margin": {"l": 4, "r": 4, "t": 8 + 2 * lines * font_size, "b": 4}}
+    for i, (title, values, scale) in enumerate(panels):
+        suffix = "" if i == 0 else str(i + 1)
+        title_lines = [html.escape(line) for line in title.split("\n")]
+        z = np.asarray(values, dtype=np.float64).reshape(28, 28)  # float32 values are exact in float64
+        trace = {"type": "heatmap", "z": z.tolist(), "xaxis": f"x{suffix}", "yaxis": f"y{suffix}", "name": " ".join(title_lines)}
+        if scale is None:
+            trace.update(colorscale=[[0, "black"], [1, "white"]], zmin=0, zmax=255, showscale=False,
+                         hovertemplate="row %{y}, column %{x}: pixel %{z:.0f}<extra></extra>")
+        else:
+            trace.update(coloraxis=f"coloraxis{'' if scale == 0 else scale + 1}",
+                         hovertemplate=f"row %{{y}}, column %{{x}}: %{{z:.5f}}<extra>{title_lines[0]}</extra>")
+        traces.append(trace)
+        layout[f"xaxis{suffix}"] = {**hidden, "domain": list(domains[i]), "anchor": f"y{suffix}"}
+        layout[f"yaxis{suffix}"] = {**hidden, "domain": [bottom, 1], "anchor": f"x{suffix}", "autorange": "reversed",
+                                    "scaleanchor": f"x{suffix}", "scaleratio": 1}
+        annotations.append({"text": "<br>".join(title_lines), "xref": "paper", "yref": "paper", "x": sum(domains[i]) / 2, "y": 1,
+                            "xanchor": "center", "yanchor": "bottom", "showarrow": False, "font": {"size": font_size + 1}})
+    for s, name in enumerate(scales):
+        members = [i for i, panel in enumerate(panels) if panel[2] == s]
+        if not members:
+            continue
+        magnitudes = np.concatenate([np.abs(np.ravel(panels[i][1])) for i in members])
+        limit = float(magnitudes[np.isfinite(magnitudes)].max(initial=0.0)) or 1.0  # an inf or NaN must not hide the rest
+        left, right = domains[members[0]][0], domains[members[-1]][1]
+        layout[f"coloraxis{'' if s == 0 else s + 1}"] = {
+            "colorscale": "RdBu", "cmid": 0, "cmin": -limit, "cmax": limit,
+            "colorbar": {"title": {"text": html.escape(name), "side": "top"}, "orientation": "h", "x": (left + right) / 2,
+                         "xanchor": "center", "len": (right - left) * 0.9, "lenmode": "fraction", "y": bottom - 0.06,
+                         "yanchor": "top", "thickness": 10, "tickfont": {"size": font_size - 2}, "exponentformat": "e"},
+        }
+    layout["annotations"] = annotations
+    return {"data": traces, "layout": layout}
