@@ -357,15 +357,16 @@ def test_pages_after_training_and_back(sessions: Sessions) -> None:
 
 
 def test_sid_in_the_url_brings_runs_back(sessions: Sessions) -> None:
-    """A new browser session opened with the first one's ?sid= shows its runs; without it (or with another id), none."""
+    """A reload (the tab closed, its link opened again) shows the runs; without the id (or with another), none."""
     first = sessions.new()
     open_app(first, "?epochs=2")
     train(first, 2)
     lines, test_acc, sid = epoch_lines(first), metric(first, "Test acc").inner_text(), sid_of(first)
     assert epoch_numbers(lines) == [1, 2] and lines[0] == LESSON_EPOCH_1
     assert re.fullmatch(r"[A-Za-z0-9_-]{22}", sid), sid
+    sessions.close(first)  # a reload: the old Streamlit session goes with its tab
 
-    again = sessions.new()  # a reload in another tab: a new Streamlit session
+    again = sessions.new()
     open_app(again, f"?sid={sid}")
     assert sid_of(again) == sid
     assert epoch_lines(again) == lines
@@ -383,9 +384,41 @@ def test_sid_in_the_url_brings_runs_back(sessions: Sessions) -> None:
         assert history(other) == [], f"{query or '/'} shows runs"
         assert epoch_lines(other) == [] and curve_epochs(other) == [0]
         expect(status(other).filter(has_text="Untrained model")).to_be_visible()
-        if query == "?sid=abc":  # not an id: replaced by a fresh one
+        if query == "?sid=abc":  # not an id: replaced by a fresh one, and the page says the link's id is damaged
             assert re.fullmatch(r"[A-Za-z0-9_-]{22}", sid_of(other)), other.url
+            expect(other.get_by_test_id("stAlert").filter(has_text="session id abc is damaged")).to_be_visible()
         sessions.close(other)
+
+
+def test_a_pasted_link_never_writes_into_the_open_session(sessions: Sessions) -> None:
+    """A second tab opened with the first one's link gets its own id and a copy of the runs; what either does stays its own."""
+    teacher = sessions.new()
+    open_app(teacher, "?epochs=2")
+    train(teacher, 2)
+    sid, lines = sid_of(teacher), epoch_lines(teacher)
+
+    student = sessions.new()  # the teacher pasted the whole address, id included
+    open_app(student, f"?sid={sid}&epochs=2&lr=0.2")
+    assert sid_of(student) != sid
+    expect(student.get_by_test_id("stAlert").filter(has_text="belongs to a session that is open in another tab")).to_be_visible()
+    assert epoch_lines(student) == lines  # the runs came along, as copies
+    expect_history(student, ("run", "epochs", "status"), [("1", "2", "finished")])
+    train(student, 2)  # a new run of the student's own
+    expect_history(student, ("run", "epochs", "status", "lr"), [("1", "2", "finished", "0.1"), ("2", "2", "finished", "0.2")])
+    student.get_by_role("button", name="Forget these runs").click()
+    expect(student.get_by_test_id("stMain").get_by_text("Each Train starts a run")).to_be_visible()
+
+    # The teacher's session, on screen and in the store (a reload of the teacher's link), is as it was.
+    expect_history(teacher, ("run", "epochs", "status", "lr"), [("1", "2", "finished", "0.1")])
+    sessions.close(teacher)
+    back = sessions.new()
+    open_app(back, f"?sid={sid}")
+    assert sid_of(back) == sid and epoch_lines(back) == lines
+    expect_history(back, ("run", "epochs", "status", "lr"), [("1", "2", "finished", "0.1")])
+
+    back.get_by_test_id("stSidebar").get_by_text("Link for students").click()  # the settings for a class, never an id
+    shared = back.get_by_test_id("stSidebar").get_by_test_id("stCode").inner_text()
+    assert "sid=" not in shared and shared.startswith("http"), shared
 
 
 def test_closed_tab_mid_training_and_a_second_session(sessions: Sessions) -> None:
