@@ -18,12 +18,14 @@ from ui.state import get_store
 
 REFRESH = 1.0  # seconds between redraws of the live part: a projector shows news within 2 s
 FONT = 20  # px of the charts' text (a room reads a projector from 10 m)
-QR_WIDTH = 440  # px of the QR code on screen
+ROW_HEIGHT = 44  # px of a table row (room for the larger text)
+QR_WIDTH = 560  # px of the QR code on screen: at 1920 px wide, about a third of the screen's height
 # A projector page: every text at least 18 px. Streamlit sizes text in rem, so a larger root scales it all
-# (its smallest text is 0.75rem); the data grid is drawn on a canvas in px, so it is zoomed as a whole.
+# (its smallest text is 0.75rem); the room needs the height for the charts more than for a margin.
 CSS = """<style>
 html { font-size: 24px; }
-.st-key-board_table [data-testid="stDataFrame"] { zoom: 1.4; }
+[data-testid="stMainBlockContainer"] { padding-top: 3.5rem; }
+[data-testid="stStatusWidget"] { visibility: hidden; }  /* the refresh every second would blink "Running" on the projector */
 </style>"""
 
 
@@ -55,6 +57,9 @@ def main() -> None:
     elif member is not None and member.code == code:
         member_section(store, member)
     st.fragment(live, run_every=None if board.closed else REFRESH)(store, code, key, board.closed)
+    if key:
+        with st.expander("Teacher link (keep it to yourself: it can pin, remove and close)"):
+            st.code(bd.teacher_link(base_url(), board.code, key), language=None, wrap_lines=True)
 
 
 def current_code() -> str:
@@ -138,14 +143,12 @@ def join_section(board: bd.Board, key: str) -> None:
     """The join QR code and link, big enough for the back of the room; the teacher link in a closed expander."""
     link = bd.join_link(base_url(), board.code, board.settings)
     if st.toggle("Show the join QR code", value=True, key="board_show_qr"):
-        qr, text = st.columns([QR_WIDTH, 1920 - QR_WIDTH], vertical_alignment="center")
+        qr, text = st.columns([QR_WIDTH + 40, 1700 - QR_WIDTH], vertical_alignment="center")
         qr.image(qr_image(link), width=QR_WIDTH)
         text.markdown("**Scan the code to join**, or open this link:")
         text.code(link, language=None, wrap_lines=True)
         text.markdown(f"Board code **{escape_markdown(board.code, line_start=False)}** · starting settings: "
                       + (escape_markdown(", ".join(f"{k} {v}" for k, v in board.settings.items()), line_start=False) or "the lesson's"))
-    with st.expander("Teacher link (keep it to yourself: it can pin, remove and close)"):
-        st.code(bd.teacher_link(base_url(), board.code, key), language=None, wrap_lines=True)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -219,7 +222,7 @@ def table(board: bd.Board) -> None:
     frame = pd.DataFrame(bd.table_rows(board))
     config = {
         "#": st.column_config.NumberColumn(width="small"),
-        "pinned": st.column_config.CheckboxColumn("📌", width="small"),
+        "pinned": st.column_config.CheckboxColumn("pinned", width="small"),
         "test acc": st.column_config.NumberColumn(format="percent"),
         "best test acc": st.column_config.NumberColumn(format="percent"),
         "lr": st.column_config.NumberColumn(format="%g"),
@@ -227,7 +230,7 @@ def table(board: bd.Board) -> None:
         "train loss": st.column_config.NumberColumn(format="%.4f"),
     }
     with st.container(key="board_table"):
-        st.dataframe(frame, hide_index=True, column_config=config, height=min(36 * (len(frame) + 1) + 3, 420))
+        st.dataframe(frame, hide_index=True, column_config=config, row_height=ROW_HEIGHT, height=min(ROW_HEIGHT * (len(frame) + 1) + 3, 12 * ROW_HEIGHT))
 
 
 def teacher_controls(store, board: bd.Board, key: str) -> None:

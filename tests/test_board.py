@@ -232,9 +232,9 @@ def test_figures_table_and_csv(runs: list[Run]) -> None:
     points = scatter["data"][0]
     assert points["y"] == pytest.approx([r.records[-1].test_acc for r in best])
     assert [x / r.config.lr for x, r in zip(points["x"], best)] == pytest.approx([1.0] * 3, abs=0.07)  # a small spread only
-    assert len(scatter["data"]) == 2 and scatter["layout"]["annotations"][0]["text"].startswith("📌 #3")  # the pin, ringed
+    assert len(scatter["data"]) == 2 and scatter["layout"]["annotations"][0]["text"].startswith("pinned: #3")  # the pin, ringed
     curves = bd.curves_figure(board)
-    widths = {t["name"].split()[0 if not t["name"].startswith("📌") else 1]: t["line"]["width"] for t in curves["data"]}
+    widths = {t["name"].removeprefix("pinned ").split()[0]: t["line"]["width"] for t in curves["data"]}
     assert widths["#3"] == 6 and {widths["#1"], widths["#2"]} == {4}  # pinned bold; the others are among the best three
     rows = bd.table_rows(board)
     assert [r["#"] for r in rows] == [e.number for e in bd.ranked(board)] and sum(r["pinned"] for r in rows) == 1

@@ -638,6 +638,7 @@ def _cell(text: str) -> str:
 
 BATCH_COLORS = "Viridis"
 PIN_COLOR, BEST_COLORS = "#d62728", ("#1f77b4", "#ff7f0e", "#2ca02c")
+LR_TICKS = (0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
 BEST = 3  # curves highlighted besides the pinned one
 
 
@@ -676,13 +677,14 @@ def scatter_figure(board: Board, font_size: int = 20, height: int = 520) -> dict
         x, y = float(pinned.settings["lr"]) * _jitter(pinned.number), pinned.test_acc
         traces.append({"type": "scatter", "mode": "markers", "x": [x], "y": [y], "showlegend": False, "hoverinfo": "skip",
                        "marker": {"size": 12 + 5 * math.sqrt(pinned.epochs) + 22, "symbol": "circle-open", "color": PIN_COLOR, "line": {"width": 5}}})
-        annotations.append({"x": math.log10(x), "y": y, "text": f"📌 #{pinned.number} {plot_text(pinned.nickname)}", "showarrow": True,
+        annotations.append({"x": math.log10(x), "y": y, "text": f"pinned: #{pinned.number} {plot_text(pinned.nickname)}", "showarrow": True,
                             "arrowcolor": PIN_COLOR, "ax": 0, "ay": -60, "font": {"size": font_size + 2, "color": PIN_COLOR},
                             "bgcolor": "rgba(255,255,255,0.85)"})
     return {"data": traces, "layout": {
         "height": height, "margin": {"l": 90, "r": 30, "t": 60, "b": 80}, "font": {"size": font_size},
         "title": {"text": "Final test accuracy against learning rate (size: epochs)", "font": {"size": font_size + 4}},
-        "xaxis": {"type": "log", "title": {"text": "learning rate (log scale)"}, "tickfont": {"size": font_size}},
+        "xaxis": {"type": "log", "title": {"text": "learning rate (log scale)"}, "tickfont": {"size": font_size},
+                  "tickvals": LR_TICKS, "ticktext": [f"{v:g}" for v in LR_TICKS]},  # no small in-between labels (2, 5)
         "yaxis": {"title": {"text": "test accuracy"}, "tickformat": ".0%", "tickfont": {"size": font_size}},
         "annotations": annotations, "hoverlabel": {"font": {"size": font_size}},
     }}
@@ -699,7 +701,7 @@ def curves_figure(board: Board, font_size: int = 20, height: int = 520) -> dict:
             continue
         name = f"#{e.number} {plot_text(e.nickname)}"
         if e.number == board.pinned:
-            style, legend = {"color": PIN_COLOR, "width": 6}, f"📌 {name}"
+            style, legend = {"color": PIN_COLOR, "width": 6}, f"pinned {name}"
         elif e.number in best:
             style, legend = {"color": BEST_COLORS[best.index(e.number)], "width": 4}, f"{name} ({e.test_acc:.1%})"
         else:
@@ -710,9 +712,9 @@ def curves_figure(board: Board, font_size: int = 20, height: int = 520) -> dict:
             "hovertemplate": f"{name}<br>epoch %{{x}}: %{{y:.1%}}<extra></extra>",
         })
     return {"data": traces, "layout": {
-        "height": height, "margin": {"l": 90, "r": 30, "t": 60, "b": 80}, "font": {"size": font_size},
+        "height": height, "margin": {"l": 90, "r": 30, "t": 60, "b": 40}, "font": {"size": font_size},
         "title": {"text": "Test accuracy per epoch (best runs in colour)", "font": {"size": font_size + 4}},
         "xaxis": {"title": {"text": "epoch"}, "tickfont": {"size": font_size}, "rangemode": "tozero"},
         "yaxis": {"title": {"text": "test accuracy"}, "tickformat": ".0%", "tickfont": {"size": font_size}},
-        "legend": {"font": {"size": font_size}, "orientation": "h", "y": -0.2}, "hoverlabel": {"font": {"size": font_size}},
+        "legend": {"font": {"size": font_size}, "orientation": "h", "y": -0.22, "yanchor": "top"}, "hoverlabel": {"font": {"size": font_size}},
     }}
