@@ -189,6 +189,33 @@ def connect_store(session: Session) -> None:
     session.on_change = save
 
 
+def join_board(session: Session) -> None:
+    """Once a link names a class board (?board=CODE), join it and publish every change of this session's runs there."""
+    from . import board  # noqa: PLC0415 -- the QR code and figures of the board page are not needed otherwise
+
+    if st.query_params.get("key"):  # the teacher's own link: the teacher runs the board, not a run on it
+        return
+    store = get_store()
+    member, problem = board.join_from_link(store, st.query_params, st.session_state, owner_token())
+    if problem:
+        st.warning(problem, icon=":material/groups:")
+    if member is None:
+        return
+    if st.session_state.get("board_hooked") != member.code:
+        st.session_state.board_hooked = member.code
+        save = session.on_change
+
+        def publish(run: Run, run_model: SoftmaxRegression | None) -> None:
+            if save is not None:
+                save(run, run_model)
+            # Returns at once (this runs in the engine's threads); once the student has left, the board refuses it.
+            board.publisher().submit(store, member, run.to_dict())
+
+        session.on_change = publish
+    if st.session_state.get(board.MEMBER_STATE) is not None:
+        st.sidebar.badge(board.badge_text(member), icon=":material/groups:", color="blue")
+
+
 def store_problem(session: Session) -> str:
     """Why this session's runs are not being saved right now ("" when they are)."""
     if session.store_problem:
@@ -213,14 +240,22 @@ def forget_runs(session: Session) -> None:
 
 
 def presenter_css(on: bool) -> None:
-    """Bigger text for a projector."""
+    """Text a back row can read (at least 18 px everywhere) and an image grid as wide as the page, for a projector.
+
+    Streamlit sizes its text, spacing and icons in rem: a 24 px root scales the whole page by 1.5, so its
+    smallest text (0.75 rem) is 18 px and a 1920×1080 projector shows the layout of a 1280×720 screen, only
+    larger. The charts size their own text (PRESENTER_FONT in train_page).
+    """
     if on:
         st.html(
             "<style>"
-            "[data-testid='stMarkdownContainer'] p, [data-testid='stMarkdownContainer'] li {font-size: 1.25rem;}"
-            "[data-testid='stMetricValue'], [data-testid='stMetricValue'] p, [data-testid='stMetricValue'] div {font-size: 3.2rem !important;}"
-            "[data-testid='stMetricLabel'] p {font-size: 1.3rem !important;}"
-            "[data-testid='stCode'] code {font-size: 1.15rem;}"
-            "h1 {font-size: 2.6rem !important;}"
+            "html {font-size: 24px;}"
+            "[data-testid='stMetricValue'], [data-testid='stMetricValue'] p, [data-testid='stMetricValue'] div {font-size: 2.4rem !important;}"
+            "h1 {font-size: 2.2rem !important;}"
+            # The grid of test images fills the width, nine to a row, each image as wide as its column.
+            ".presenter-grid > div {max-width: none !important; grid-template-columns: repeat(9, minmax(0, 1fr)) !important;}"
+            ".presenter-grid figure {width: auto !important;}"
+            ".presenter-grid img {width: 100% !important; height: auto !important; box-sizing: border-box;}"
+            ".presenter-grid figcaption {font-size: 1rem !important;}"
             "</style>"
         )
