@@ -193,8 +193,9 @@ def join_board(session: Session) -> None:
     """Once a link names a class board (?board=CODE), join it and publish every change of this session's runs there."""
     from . import board  # noqa: PLC0415 -- the QR code and figures of the board page are not needed otherwise
 
-    if st.query_params.get("key"):  # the teacher's own link: the teacher runs the board, not a run on it
-        return
+    code = st.query_params.get("board")
+    if st.query_params.get("key") or code in st.session_state.get(board.KEYS_STATE, {}):
+        return  # the teacher's own link or board: the teacher runs the board, not a run on it
     store = get_store()
     member, problem = board.join_from_link(store, st.query_params, st.session_state, owner_token())
     if problem:
