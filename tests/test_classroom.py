@@ -2,6 +2,8 @@
 
 Uses the machinery of benchmarks/load_classroom.py (loaded by file path: benchmarks/ is not a package):
 every session must reach epoch 5, and every log line it showed must equal its seed trained alone.
+No timing is asserted: the load waits on its sessions finishing with a limit that only catches a hang (the
+machine is shared, so 25 epochs may take minutes with nothing wrong); the times are printed (pytest -rP shows them).
 """
 
 from __future__ import annotations
@@ -11,8 +13,11 @@ import sys
 import threading
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parent.parent
 SESSIONS = 4
+HANG_LIMIT_S = 600.0  # a hang, not slowness: benchmarks/load_classroom.py measures the time
 
 
 def load_script():
@@ -25,18 +30,20 @@ def load_script():
     return module
 
 
+@pytest.mark.timeout(HANG_LIMIT_S + 300)  # past the load's own limit: its report says which session hung
 def test_sessions_train_at_once_without_crosstalk(data_root: Path) -> None:
     lc = load_script()
     result: dict = {}
 
     def drive() -> None:  # its own thread: the browser tests' Playwright keeps an event loop in this one
-        result["out"] = lc.run_load(sessions=SESSIONS, data_dir=data_root, timeout=75.0, page_check=False, log=lambda _: None)
+        result["out"] = lc.run_load(sessions=SESSIONS, data_dir=data_root, timeout=HANG_LIMIT_S, page_check=False, log=lambda _: None)
 
     worker = threading.Thread(target=drive)
     worker.start()
     worker.join()
     out = result["out"]
     text = lc.report(out)
+    print(text)  # the timing, reported and not asserted
     assert out["server_alive_at_end"], text
     assert not out["failed"], text
     assert len(out["results"]) == SESSIONS + 1, text  # the load and the warm-up session
