@@ -213,8 +213,10 @@ def test_lesson_defaults_on_the_full_data_agree_and_give_the_lessons_first_line(
     record = twins.trainer.run(config).__next__()
     loss, acc, test_acc = twins.reference_epoch(config, 0)
     twins.assert_agrees(record, loss, acc, test_acc)
-    line = f"epoch 1, loss {loss:.4f}, train acc {acc:.3f}, test acc {test_acc:.3f}"
-    assert line == record.log_line() == "epoch 1, loss 0.7885, train acc 0.748, test acc 0.785"
+    # The lesson's epoch-1 figures for seed 0 (loss 0.788481), as floats: the printed 0.7885 is 3e-5 from
+    # turning into 0.7884, which another float32 BLAS could cause with nothing wrong.
+    for figure, value, tolerance in ((loss, 0.78848, 2e-5), (acc, 0.7479, 1e-3), (test_acc, 0.7852, 1e-3)):
+        assert figure == pytest.approx(value, abs=tolerance)
 
 
 def test_reference_functions_match_the_core_functions(fashion):
