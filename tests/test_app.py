@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import re
@@ -171,10 +172,12 @@ def test_runs_are_kept_and_overlaid(app):
         app.button(key="train").click().run()
         finish(app)
     table = app.dataframe[0].value
-    assert list(table["lr"]) == [0.01, 1.0]
+    assert list(table["lr"]) == ["0.01", "1"]
     app.multiselect(key="overlay").set_value([1]).run()
-    names = [t["name"] for t in curves(app)["data"]]
-    assert "run 1: train loss" in names and "train loss" in names
+    shown = [t["name"] for t in curves(app)["data"] if t.get("showlegend", True)]
+    assert "run 1: train loss" in shown and "run 1: test acc" in shown  # every overlaid curve has its own entry
+    assert "run 2 (current): train loss" in shown and "train loss" not in shown  # the legend names the current run
+    assert len(shown) == len(set(shown)) == 8
 
 
 def test_url_carries_settings_and_refuses_absurd_values(data_root, monkeypatch):
@@ -287,3 +290,155 @@ def test_a_reload_brings_the_runs_and_model_back_and_only_with_the_id(app, data_
 
     reloaded.button(key="forget").click().run()
     assert new_app(data_root, monkeypatch, sid=token).session_state.session.runs == []
+
+
+def download_text(at: AppTest, key: str) -> str:
+    """The bytes a download button hands over, as text."""
+    from streamlit.runtime import Runtime  # noqa: PLC0415
+
+    url = at.download_button(key=key).proto.url
+    file_id = url.rsplit("/", 1)[-1].split(".")[0]
+    return Runtime._instance.media_file_mgr._storage.get_file(file_id).content.decode() if Runtime.exists() else ""
+
+
+def test_a_continue_at_another_rate_keeps_both_in_the_history_csv_and_chart(app):
+    app.slider(key="epochs").set_value(2).run()
+    app.button(key="train").click().run()
+    finish(app)
+    app.select_slider(key="lr").set_value(0.2).run()
+    app.slider(key="epochs").set_value(1).run()
+    app.button(key="continue").click().run()
+    finish(app)
+    run = app.session_state.session.run
+    assert [(s["kind"], s["first_epoch"], s["lr"], s["epochs"]) for s in run.segments] == [("train", 1, 0.1, 2), ("continue", 3, 0.2, 1)]
+    table = app.dataframe[0].value
+    assert table.loc[1, "lr"] == "0.1 → 0.2" and table.loc[1, "batch"] == "256" and table.loc[1, "epochs"] == 3
+    assert "lr 0.1 → 0.2" in run.name
+    # Every epoch row of the CSV carries the settings it was trained with.
+    from ui.train_page import csv_bytes, epoch_rows  # noqa: PLC0415 -- what the download buttons hand over
+
+    rows = list(csv.DictReader(io.StringIO(csv_bytes(epoch_rows(run)).decode())))
+    assert [(r["epoch"], r["lr"], r["segment"], r["epochs asked"]) for r in rows] == [
+        ("0", "", "", ""), ("1", "0.1", "train", "2"), ("2", "0.1", "train", "2"), ("3", "0.2", "continue", "1")]
+    # The chart marks where the Continue began, with its settings, on both plots.
+    layout = curves(app)["layout"]
+    lines = [s for s in layout["shapes"] if s["line"]["dash"] == "dot"]
+    assert [(s["xref"], s["x0"]) for s in lines] == [("x", 2), ("x2", 2)]
+    assert [a["text"] for a in layout["annotations"] if a["x"] == 2 and a.get("textangle") == -90] == ["Continue: lr 0.2, batch 256"] * 2
+    # Saved and read back (the run store's form), the segments come back; a run stored before them gets one.
+    from ui.session import Run  # noqa: PLC0415
+
+    again = Run.from_dict(json.loads(json.dumps(run.to_dict())))
+    assert again.segments == run.segments and again.summary()["lr"] == "0.1 → 0.2"
+    old = run.to_dict()
+    del old["segments"]
+    assert [(s["kind"], s["first_epoch"], s["lr"]) for s in Run.from_dict(old).segments] == [("train", 1, 0.2)]
+
+
+def test_resume_after_a_reload_trains_exactly_the_epochs_left(app, data_root, monkeypatch):
+    app.slider(key="epochs").set_value(6).run()
+    app.select_slider(key="lr").set_value(0.2).run()
+    app.button(key="train").click().run()
+    session = app.session_state.session
+    while session.run.trained_epochs < 2:
+        time.sleep(0.02)
+    token = app.session_state.owner
+    session.stop("when the page was closed or reloaded")  # the tab went away mid-run
+    done = session.run.trained_epochs
+    assert 2 <= done < 6
+    app.run()
+
+    reloaded = new_app(data_root, monkeypatch, sid=token)  # the lesson's defaults: lr 0.1, 5 epochs
+    no_exception(reloaded)
+    run = reloaded.session_state.session.run
+    assert run.status == "stopped" and run.epochs_left == 6 - done
+    said = " ".join(i.value for i in reloaded.info)
+    assert f"{6 - done} of 6 epochs left from the interrupted run" in said, said
+    assert not reloaded.button(key="resume").disabled
+    reloaded.button(key="resume").click().run()
+    finish(reloaded)
+    assert run.trained_epochs == 6 and run.status == "finished"  # exactly those, not the 5 of the sliders
+    assert [(s["kind"], s["lr"], s["epochs"]) for s in run.segments] == [("train", 0.2, 6)]  # the same segment
+    assert reloaded.button(key="resume").disabled and run.epochs_left == 0
+
+
+def test_resume_keeps_the_schedule_position(data_root, monkeypatch):
+    """A resumed step schedule goes on where it stopped: its epochs train at the rates of their places in it."""
+    from softmax_core import TrainConfig  # noqa: PLC0415
+
+    at = new_app(data_root, monkeypatch)
+    session = at.session_state.session
+    session.pace = 2.0  # an epoch takes 2 s at least: Stop comes well before the third
+    config = TrainConfig(epochs=4, schedule="step", step_size=1, gamma=0.5)
+    job = session.start(config, "train")
+    while session.run.trained_epochs < 2:
+        time.sleep(0.01)
+    session.stop()
+    done = session.run.trained_epochs
+    assert done < 4 and session.run.epochs_left == 4 - done
+    session.pace = 0.0
+    resumed = session.resume()
+    assert resumed.start == done and resumed.epochs_asked == 4 - done and resumed.config == config
+    assert session.wait(60) and session.run.trained_epochs == 4 and job is not resumed
+
+
+def test_status_words_and_deltas(app):
+    app.slider(key="epochs").set_value(1).run()
+    app.button(key="train").click().run()
+    finish(app)
+    assert any(s.value.startswith("Finished 1 epoch:") for s in app.success)  # not "1 epochs"
+    # A change that rounds to 0 is neither green nor red and has no arrow.
+    from ui.train_page import delta  # noqa: PLC0415
+
+    assert delta(0.81234, 0.81201, 3) == {"delta": "±0.000", "delta_color": "off", "delta_arrow": "off"}
+    assert delta(0.8124, 0.8101, 3) == {"delta": "+0.002", "delta_color": "normal"}
+    assert delta(0.5, 0.6, 4, inverse=True) == {"delta": "-0.1000", "delta_color": "inverse"}
+    # The history shows a dash for figures a run does not have (a loaded model has no training figures).
+    good = SoftmaxRegression(np.zeros((784, 10), np.float32), np.zeros(10, np.float32)).to_bytes()
+    app.file_uploader(key="upload").upload("zeros.npz", good, "application/octet-stream").run()
+    styler = app.dataframe[-1].proto.arrow_data.styler
+    shown = " ".join(styler.display_values.decode(errors="replace").split()) if hasattr(styler.display_values, "decode") else ""
+    assert "—" in shown and "None" not in shown
+
+
+def test_divergence_is_said_once_and_wraps(app):
+    app.select_slider(key="lr").set_value(10.0).run()
+    caption = " ".join(c.value for c in app.caption)
+    assert "does not diverge" in caption and "log-sum-exp" in caption and "naive softmax" in caption  # lr 10, stable
+    app.selectbox(key="softmax").set_value("naive").run()
+    assert "does not diverge" not in " ".join(c.value for c in app.caption)
+    app.button(key="train").click().run()
+    finish(app)
+    warning = next(w.value for w in app.warning if "iverged" in w.value)
+    assert warning.lower().count("diverged") == 1 and warning.startswith("**Training diverged in epoch 1**: the loss"), warning
+    assert app.code[0].proto.wrap_lines  # the long divergence line wraps inside the log box
+
+
+def test_presenter_view_has_a_pace_control_and_large_chart_text(data_root, monkeypatch):
+    at = new_app(data_root, monkeypatch, presenter="1", pace="1")
+    no_exception(at)
+    assert at.selectbox(key="pace").value == "1 s per epoch"
+    at.selectbox(key="pace").set_value("2 s per epoch").run()
+    assert at.query_params["pace"] in ("2", ["2"]) and at.session_state.session.pace == 2.0
+    layout = curves(at)["layout"]
+    sizes = [layout[a]["tickfont"]["size"] for a in ("xaxis", "yaxis", "xaxis2", "yaxis2")]
+    sizes += [layout["legend"]["font"]["size"]] + [n["font"]["size"] for n in layout["annotations"]]
+    assert min(sizes) >= 18, sizes
+    assert '<div class="presenter-grid">' in grid_html(at)
+
+
+def test_no_data_says_what_download_does(tmp_path, monkeypatch):
+    monkeypatch.setenv("SOFTMAX_DATA_DIR", str(tmp_path))  # nothing there
+    monkeypatch.setenv("SOFTMAX_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr("softmax_core.data.SYSTEM_ROOTS", ())
+    from ui.data import get_dataset  # noqa: PLC0415
+
+    get_dataset.clear()
+    try:
+        at = AppTest.from_file(str(REPO / "dashboard.py"), default_timeout=60).run()
+        no_exception(at)
+        text = " ".join([w.value for w in at.warning] + [m.value for m in at.markdown])
+        assert "not on this server" in text and "30 MB" in text and "seconds" in text and "switched off" not in text
+        assert at.button(key="download_fashion-mnist").label.startswith("Download Fashion-MNIST")
+    finally:
+        get_dataset.clear()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 
@@ -24,9 +24,33 @@ class Setup:
     sigma: float = SIGMA
 
 
+SETTINGS = ("lr", "batch_size", "momentum", "weight_decay", "schedule", "softmax")  # a segment's settings a class compares
+SETTING_NAMES = {"lr": "lr", "batch_size": "batch", "momentum": "momentum", "weight_decay": "weight decay",
+                 "schedule": "schedule", "softmax": "softmax"}
+
+
+def segment(kind: str, first_epoch: int, config: TrainConfig) -> dict:
+    """One Train, Continue or Step of a run: its kind, the run epoch it began with and every setting it trained with.
+
+    "epochs" is the length of its schedule (the epochs asked); "start" is where in that schedule it began.
+    """
+    return {"kind": kind, "first_epoch": first_epoch, "start": 0, **asdict(config)}
+
+
+def segment_config(seg: dict) -> TrainConfig:
+    """The TrainConfig a segment trained with."""
+    return TrainConfig(**{f.name: seg[f.name] for f in fields(TrainConfig) if f.name in seg})
+
+
+def show_setting(value: object) -> str:
+    """A setting as the history shows it: 0.1, 256, constant."""
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 @dataclass
 class Run:
-    """One model's training history: its setup, the hyperparameters last used and a record per epoch."""
+    """One model's training history: its setup, the hyperparameters last used, a record per epoch and one segment per
+    Train, Continue or Step (see `segment`), so each epoch keeps the settings it was trained with."""
 
     id: int
     setup: Setup
@@ -35,6 +59,7 @@ class Run:
     status: str = "ready"  # ready, loaded (from a file), training, finished, stopped, diverged
     message: str = ""
     label: str = ""
+    segments: list[dict] = field(default_factory=list)  # in order; epochs from segments[i]["first_epoch"] on are its
 
     @property
     def trained_epochs(self) -> int:
@@ -43,12 +68,38 @@ class Run:
 
     @property
     def name(self) -> str:
-        """A short name for legends and pickers, e.g. 'run 3 (lr 0.1, batch 256)'."""
+        """A short name for legends and pickers, e.g. 'run 3 (lr 0.1 → 0.2, batch 256)'."""
         extra = f", {self.label}" if self.label else ""
-        return f"run {self.id} (lr {self.config.lr:g}, batch {self.config.batch_size}{extra})"
+        return f"run {self.id} (lr {self.setting_history('lr')}, batch {self.setting_history('batch_size')}{extra})"
+
+    def trained_segments(self) -> list[dict]:
+        """The segments that trained at least one epoch (a Continue stopped before its first epoch left nothing)."""
+        return [s for s in self.segments if s["first_epoch"] <= self.trained_epochs]
+
+    def setting_history(self, name: str) -> str:
+        """A setting across the run's segments, each change once: '0.1', or '0.1 → 0.2' after a Continue at 0.2."""
+        values = [show_setting(s[name]) for s in self.trained_segments()] or [show_setting(getattr(self.config, name))]
+        return " → ".join(v for i, v in enumerate(values) if i == 0 or v != values[i - 1])
+
+    def segment_of(self, epoch: int) -> dict | None:
+        """The segment that trained this epoch (None for epoch 0, the untrained model)."""
+        found = None
+        for seg in self.segments:
+            if seg["first_epoch"] <= epoch:
+                found = seg
+        return found if epoch > 0 else None
+
+    @property
+    def epochs_left(self) -> int:
+        """Epochs of the last segment not trained because the run was interrupted (stopped, a reload), else 0."""
+        if self.status != "stopped" or not self.segments:
+            return 0
+        seg = self.segments[-1]
+        done = self.trained_epochs - seg["first_epoch"] + 1
+        return max(0, seg["epochs"] - seg["start"] - done)
 
     def summary(self) -> dict:
-        """A row for the run table."""
+        """A row for the run table: settings that changed between segments read '0.1 → 0.2'."""
         last = self.records[-1] if self.records else None
         return {  # the figures a class compares first, the settings after them
             "run": self.id,
@@ -57,12 +108,7 @@ class Run:
             "test acc": last.test_acc if last else None,
             "train acc": last.train_acc if last and last.epoch else None,
             "train loss": last.train_loss if last and last.epoch else None,
-            "lr": self.config.lr,
-            "batch": self.config.batch_size,
-            "momentum": self.config.momentum,
-            "weight decay": self.config.weight_decay,
-            "schedule": self.config.schedule,
-            "softmax": self.config.softmax,
+            **{SETTING_NAMES[name]: self.setting_history(name) for name in SETTINGS},
             "seed": self.setup.seed,
             "σ": self.setup.sigma,
             "data set": self.setup.dataset,
@@ -79,12 +125,13 @@ class Run:
             "status": self.status,
             "message": self.message,
             "label": self.label,
+            "segments": [dict(seg) for seg in self.segments],
         }
 
     @classmethod
     def from_dict(cls, data: dict) -> Run:
-        """The inverse of to_dict."""
-        return cls(
+        """The inverse of to_dict; a run saved before segments were kept gets one segment of its last settings."""
+        run = cls(
             id=int(data["id"]),
             setup=Setup(**data["setup"]),
             config=TrainConfig(**data["config"]),
@@ -93,6 +140,11 @@ class Run:
             message=data.get("message", ""),
             label=data.get("label", ""),
         )
+        if "segments" in data:
+            run.segments = [{**segment("train", 1, segment_config(seg)), **seg} for seg in data["segments"]]
+        elif run.trained_epochs:  # only the last settings were stored: the best that is known
+            run.segments = [segment("train", 1, run.config)]
+        return run
 
 
 def fresh_model(setup: Setup) -> tuple[SoftmaxRegression, np.random.Generator]:
@@ -214,19 +266,36 @@ class Session:
         if self.on_change is not None and run is not None and run in self.runs:
             self.on_change(run, self.model if run is self.run else None)
 
-    def start(self, config: TrainConfig) -> Job:
-        """Hand the current model to the engine to train config.epochs epochs; returns at once."""
+    def start(self, config: TrainConfig, kind: str = "train", start: int = 0) -> Job:
+        """Hand the current model to the engine to train epochs start .. config.epochs - 1 of config's schedule; returns at once.
+
+        kind ("train", "continue", "step") begins a new segment of the run; "resume" goes on with the last one.
+        """
         if self.run is None or self.state is None:
             raise RuntimeError("no model to train")
         self.stop("because a new job was started")
-        self.run.config = config
-        self.run.status, self.run.message = "training", ""
-        if self.run not in self.runs:
-            self.runs.append(self.run)
+        run = self.run
+        run.config = config
+        if kind != "resume":
+            run.segments = run.trained_segments()  # a segment stopped before its first epoch trained nothing
+            run.segments.append(segment(kind, run.trained_epochs + 1, config))
+            run.segments[-1]["start"] = start
+        run.status, run.message = "training", ""
+        if run not in self.runs:
+            self.runs.append(run)
         self.changed()
-        job = self._job = Job(shared_ref(self.dataset), self.state, config, pace=self.pace, listener=self)
+        job = self._job = Job(shared_ref(self.dataset), self.state, config, start=start, pace=self.pace, listener=self)
         self._engine().submit(job)
         return job
+
+    def resume(self) -> Job:
+        """Train the epochs an interrupted segment has left, with its settings, where its schedule stopped."""
+        run = self.run
+        left = run.epochs_left if run is not None else 0
+        if not left:
+            raise RuntimeError("the current run has no interrupted epochs left")
+        seg = run.segments[-1]
+        return self.start(segment_config(seg), kind="resume", start=seg["epochs"] - left)
 
     def stop(self, why: str = "by you") -> None:
         """Stop training now: every finished epoch is kept, the epoch on its way is undone."""

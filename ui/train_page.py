@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+from html import escape as html_escape
 import math
 import time
 from dataclasses import replace
@@ -14,12 +15,14 @@ import streamlit as st
 from softmax_core import ModelFileError, SoftmaxRegression, TrainConfig, softmax
 
 from . import charts
-from .controls import Controls, escape_markdown, sidebar_controls, student_link_query
+from .controls import PACES, Controls, escape_markdown, sidebar_controls, student_link_query
 from .data import dataset_or_help, epoch_zero
-from .session import Run, Session, Setup
+from .session import SETTING_NAMES, SETTINGS, Run, Session, Setup, show_setting
 from .state import forget_runs, get_engine, get_session, owner_token, presenter_css, store_notice, store_problem
 
 GRID_MODES = ("first images", "random sample", "misclassified", "one class")
+PRESENTER_FONT = 18  # px: the smallest text a back row reads on a projector (charts included)
+NAIVE_OVERFLOW_LR = 5.0  # from here on the lesson's naive softmax overflows within an epoch; the stable one does not
 # A browser's first run of the page draws the controls and figures only; once the browser has them on
 # screen, a small script asks for the whole page.
 # (Any later run draws the whole page too, and the script gives up waiting after a few seconds.)
@@ -45,6 +48,9 @@ def render() -> None:
     session.redraw = False  # this run draws the whole page
     light = first_paint()
     controls = sidebar_controls(extra_query={"sid": owner_token()})
+    if controls.presenter:  # the sidebar hides Advanced in presenter view, but a presenter sets the pace for the room
+        st.sidebar.selectbox("Pace", list(PACES), key="pace", persist_state="session",
+                             help="Slow motion for a class: wait so each epoch takes at least this long.")
     if not light:
         student_link()
     presenter_css(controls.presenter)
@@ -72,6 +78,12 @@ def render() -> None:
     buttons(session, controls, dataset)
     if controls.error:
         st.error(f"Invalid setting: {controls.error}")
+    if controls.config is not None and controls.config.lr >= NAIVE_OVERFLOW_LR and controls.config.softmax == "stable":
+        st.caption(
+            f":material/info: At learning rate {controls.config.lr:g} the stable softmax does not diverge: it subtracts each row's "
+            "largest logit before exp (log-sum-exp), so exp never overflows. The lesson's naive softmax (Softmax under "
+            "Advanced, outside presenter view) shows the overflow at this rate."
+        )
     # While training, only the live area reruns, on a timer that slows down as more sessions train:
     # a server that falls behind its reruns drops their output, so polling must stay well within its means.
     active = get_engine().training()
@@ -84,7 +96,7 @@ def render() -> None:
         painted_signal(key="first_paint", on_painted_change=lambda: None, height=0)
         return
     downloads(session.run)
-    run_history(session)
+    run_history(session, controls.presenter)
     model_files(session, dataset, controls)
 
 
@@ -120,21 +132,24 @@ def live(session: Session, controls: Controls, dataset, light: bool = False) -> 
     session.shown(run.trained_epochs)
     # Drawn in page order, no empty placeholders first: each element replaces its old self in place.
     draw_status(st.container(), run)
+    # The bar is always there (idle: empty), so the chart below never moves when training starts or ends.
     if job is not None:
         done, total = job.progress
         where = "waiting for its turn (other sessions are training)" if job.status == "queued" else f"{done:,} / {total:,} images"
         st.progress(done / total if total else 0.0,
                     text=f"Epoch {run.trained_epochs + 1} ({job.epochs_done + 1} of {job.epochs_asked}): {where}")
+    else:
+        st.progress(0.0, text=f"Not training: {epochs_text(run.trained_epochs)} trained")
     draw_metrics(st.container(), run)
     overlay_ids = st.session_state.get("overlay", [])
     overlays = [r for r in session.runs if r.id in overlay_ids and r is not run]
-    height = 460 if controls.presenter else 340
-    font = 17 if controls.presenter else 13
+    height = 480 if controls.presenter else 340
+    font = PRESENTER_FONT if controls.presenter else 13
     if light:  # the chart's room: the page keeps its length when the chart comes
         st.container(height=height, border=False)
         return
     st.plotly_chart(curves(session, overlays, height, font), key="curves", config={"displaylogo": False})
-    st.code("\n".join(log_lines(run)), language=None)
+    st.code("\n".join(log_lines(run)), language=None, wrap_lines=True)  # a divergence line is long
     test_image_grid(session, dataset, controls.presenter, training=job is not None)
 
 
@@ -157,14 +172,72 @@ def curves(session: Session, overlays: list[Run], height: int, font: int):
         began = job.epoch_began
         if 0 < done < total and began is not None and time.monotonic() - began > LIVE_AFTER and math.isfinite(job.running[0]):
             partial = (run.trained_epochs + round(50 * done / total) / 50, *job.running)
-    key = (run.id, len(run.records), tuple(r.id for r in overlays), height, font, partial)
+    key = (run.id, len(run.records), len(run.segments), tuple(r.id for r in overlays), height, font, partial)
     cached = session.cache.get("curves")
     if cached is None or cached[0] != key:
         spec = charts.curves_figure(run, overlays, height, font)
+        name_curves(spec, run, overlays)
+        add_segment_marks(spec, run, font)
+        readable(spec["layout"], font)
         if partial is not None:
             add_running_points(spec, *partial)
         session.cache["curves"] = cached = (key, go.Figure(spec))
     return cached[1]
+
+
+def readable(layout: dict, font: int) -> None:
+    """Give every axis, the legend and the notes `font` px at least: Streamlit's chart theme sets its own 12 px ticks."""
+    for name, axis in layout.items():
+        if name.startswith(("xaxis", "yaxis")):
+            axis["tickfont"] = {**axis.get("tickfont", {}), "size": font}
+            title = axis.get("title") or {}
+            axis["title"] = {**title, "font": {**title.get("font", {}), "size": font}} if isinstance(title, dict) else {"text": title, "font": {"size": font}}
+    layout["legend"] = {**layout.get("legend", {}), "font": {"size": font}}
+    layout["hoverlabel"] = {"font": {"size": font}}
+    for note in layout.get("annotations", []):
+        note["font"] = {**note.get("font", {}), "size": max(font, note.get("font", {}).get("size", 0))}
+
+
+def name_curves(spec: dict, run: Run, overlays: list[Run]) -> None:
+    """With runs overlaid, the legend names the current run too ("run 3 (current): train loss") and lists every curve."""
+    if not overlays:
+        return
+    labels = {label for label, _, _ in charts.CURVES.values()}
+    for trace in spec["data"]:
+        if trace["name"] in labels:
+            trace["name"] = f"run {run.id} (current): {trace['name']}"
+        trace["showlegend"] = True  # an overlaid run's accuracy curves too: each curve has its own entry
+
+
+def segment_label(seg: dict, before: dict) -> str:
+    """What a Continue or Step trained with, for its mark on the chart: 'Continue: lr 0.2, batch 256' (+ what else changed)."""
+    shown = [name for name in SETTINGS if name in ("lr", "batch_size") or seg[name] != before[name]]
+    settings = ", ".join(f"{SETTING_NAMES[name]} {show_setting(seg[name])}" for name in shown)
+    return f"{seg['kind'].capitalize()}: {settings}"
+
+
+def segment_marks(run: Run) -> list[tuple[int, str]]:
+    """(epoch, label) where a Continue began, or a Step changed the settings: the model it started from is that epoch's."""
+    segs = run.trained_segments()
+    marks = []
+    for before, seg in zip(segs, segs[1:]):
+        changed = any(seg[name] != before[name] for name in SETTINGS)
+        if seg["kind"] == "continue" or changed:
+            marks.append((seg["first_epoch"] - 1, segment_label(seg, before)))
+    return marks
+
+
+def add_segment_marks(spec: dict, run: Run, font: int) -> None:
+    """A dotted vertical line on both plots where a Continue began, labelled with its settings."""
+    shapes = spec["layout"].setdefault("shapes", [])
+    annotations = spec["layout"].setdefault("annotations", [])
+    for epoch, label in segment_marks(run):
+        for xref in ("x", "x2"):
+            shapes.append({"type": "line", "xref": xref, "yref": "paper", "x0": epoch, "x1": epoch, "y0": 0, "y1": 1,
+                           "line": {"color": "#555", "width": 1.5, "dash": "dot"}, "layer": "below"})
+            annotations.append({"xref": xref, "yref": "paper", "x": epoch, "y": 0.02, "xanchor": "left", "yanchor": "bottom",
+                                "text": html_escape(label), "textangle": -90, "showarrow": False, "xshift": 2,
+                                "font": {"size": font, "color": "#444"}, "name": "segment"})
 
 
 def add_running_points(spec: dict, epoch: float, loss: float, acc: float) -> None:
@@ -193,49 +266,91 @@ def run_config(run: Run | None) -> TrainConfig:
 
 
 def buttons(session: Session, controls: Controls, dataset) -> None:
-    """Train, Stop, Continue, Step and Reset; their callbacks change the session before the page is drawn."""
+    """Train, Stop, Continue, Resume, Step and Reset; their callbacks change the session before the page is drawn."""
     config, setup = controls.config, controls.setup
     training = session.job is not None
-    cols = st.columns(5)
+    left = session.run.epochs_left if session.state is not None else 0
+    cols = st.columns(6)
     cols[0].button("Train", icon=":material/play_arrow:", key="train", type="primary", disabled=config is None, width="stretch",
                    help="Train from a fresh initialisation (seed and σ) for the chosen epochs.",
-                   on_click=lambda: (new_untrained_run(session, dataset, setup, config), session.start(config)))
+                   on_click=lambda: (new_untrained_run(session, dataset, setup, config), session.start(config, "train")))
     cols[1].button("Stop", icon=":material/stop:", key="stop", disabled=not training, width="stretch",
                    help="Stop after the current batch; every finished epoch is kept.", on_click=session.stop)
     cols[2].button("Continue", icon=":material/fast_forward:", key="continue", disabled=config is None or training, width="stretch",
                    help="Train the current model for the chosen epochs more, with the current hyperparameters (no reset).",
-                   on_click=lambda: session.start(config))
-    cols[3].button("Step", icon=":material/skip_next:", key="step", disabled=config is None or training, width="stretch",
+                   on_click=lambda: session.start(config, "continue"))
+    cols[3].button("Resume", icon=":material/resume:", key="resume", disabled=training or not left, width="stretch",
+                   help="Train the epochs an interrupted run has left, with its own settings, its schedule going on where it stopped.",
+                   on_click=session.resume)
+    cols[4].button("Step", icon=":material/skip_next:", key="step", disabled=config is None or training, width="stretch",
                    help="Train the current model for one more epoch.",
-                   on_click=lambda: session.start(replace(config, epochs=1, schedule="constant")))
-    cols[4].button("Reset", icon=":material/restart_alt:", key="reset", width="stretch",
+                   on_click=lambda: session.start(replace(config, epochs=1, schedule="constant"), "step"))
+    cols[5].button("Reset", icon=":material/restart_alt:", key="reset", width="stretch",
                    help="Back to an untrained model (finished runs stay in the run history).",
                    on_click=lambda: new_untrained_run(session, dataset, setup, config or run_config(session.run)))
+
+
+def delta(now: float, before: float | None, digits: int, inverse: bool = False) -> dict:
+    """metric() arguments for the change since the epoch before: none at the start, neutral and arrowless when it rounds to 0."""
+    if before is None:
+        return {}
+    text = f"{now - before:+.{digits}f}"
+    if float(text) == 0:  # "+0.000" in green would praise a change too small to show
+        return {"delta": f"±{0:.{digits}f}", "delta_color": "off", "delta_arrow": "off"}
+    return {"delta": text, "delta_color": "inverse" if inverse else "normal"}
 
 
 def draw_metrics(area, run: Run) -> None:
     """Epoch, losses and accuracies of the last record, with the change since the epoch before."""
     last = run.records[-1]
     before = run.records[-2] if len(run.records) > 1 else None
+    trained_before = before if before is not None and before.epoch else None
     with area.container():
         cols = st.columns(4)
         cols[0].metric("Epoch", last.epoch)
         if last.epoch:
-            cols[1].metric("Train loss", f"{last.train_loss:.4f}", None if before is None or not before.epoch else f"{last.train_loss - before.train_loss:+.4f}", delta_color="inverse")
-            cols[2].metric("Train acc", f"{last.train_acc:.3f}", None if before is None or not before.epoch else f"{last.train_acc - before.train_acc:+.3f}")
+            cols[1].metric("Train loss", f"{last.train_loss:.4f}",
+                           **delta(last.train_loss, trained_before and trained_before.train_loss, 4, inverse=True))
+            cols[2].metric("Train acc", f"{last.train_acc:.3f}", **delta(last.train_acc, trained_before and trained_before.train_acc, 3))
         else:
             cols[1].metric("Loss (untrained)", f"{last.train_loss:.4f}", help="ln 10 ≈ 2.303 for a model that knows nothing")
             cols[2].metric("Train acc (untrained)", f"{last.train_acc:.3f}")
-        cols[3].metric("Test acc", f"{last.test_acc:.3f}", None if before is None else f"{last.test_acc - before.test_acc:+.3f}")
+        cols[3].metric("Test acc", f"{last.test_acc:.3f}", **delta(last.test_acc, before and before.test_acc, 3))
+
+
+def epochs_text(n: int) -> str:
+    """'1 epoch', '5 epochs'."""
+    return f"{n} epoch" if n == 1 else f"{n} epochs"
+
+
+def diverged_text(message: str) -> str:
+    """The status of a diverged run, saying 'diverged' once: the engine's message begins with 'training diverged'."""
+    prefix = "training diverged"
+    if not message.lower().startswith(prefix):
+        return f"**Training diverged:** {message}" if message else "**Training diverged.**"
+    head, colon, rest = message.partition(":")  # "training diverged in epoch 3: the loss is ..."
+    return f"**Training{head[len('training'):]}**{colon}{rest}"
 
 
 def draw_status(area, run: Run) -> None:
     """Say what state the run is in; a diverged or overshooting run gets a warning with what to try."""
     with area.container():
         if run.status == "diverged":
-            st.warning(f"**Training diverged.** {run.message}", icon=":material/warning:")
+            st.warning(diverged_text(run.message), icon=":material/warning:")
         elif run.status == "stopped":
-            st.info(f"Stopped {run.message or f'after epoch {run.trained_epochs}'}. **Continue** trains on from here.")
+            said = f"Stopped {run.message or f'after epoch {run.trained_epochs}'}."
+            if left := run.epochs_left:
+                seg = run.segments[-1]
+                asked = seg["epochs"] - seg["start"]
+                said += (f" {left} of {epochs_text(asked)} left from the interrupted run: **Resume** trains exactly those "
+                         f"(at lr {show_setting(seg['lr'])}, its schedule going on where it stopped); **Continue** trains the chosen epochs more.")
+            else:
+                said += " **Continue** trains on from here."
+            st.info(said)
+        elif run.status == "training":
+            seg = run.segments[-1] if run.segments else None
+            what = f" ({seg['kind']}, lr {show_setting(seg['lr'])}, batch {seg['batch_size']})" if seg else ""
+            st.info(f"Training{what}: epochs appear below as they finish. **Stop** keeps every finished epoch.", icon=":material/model_training:")
         elif run.status == "loaded":
             st.success(
                 f"Model **{escape_markdown(run.label)}** (not trained here): test accuracy {run.records[0].test_acc:.3f}. "
@@ -244,7 +359,7 @@ def draw_status(area, run: Run) -> None:
         elif run.status == "ready":
             st.info(f"Untrained model (epoch 0): test accuracy {run.records[0].test_acc:.3f}, about 1 in 10 by chance. Press **Train**.")
         elif run.status == "finished":
-            st.success(f"Finished {run.trained_epochs} epochs: test accuracy {run.records[-1].test_acc:.3f}.")
+            st.success(f"Finished {epochs_text(run.trained_epochs)}: test accuracy {run.records[-1].test_acc:.3f}.")
         last, first = run.records[-1], run.records[0]
         if last.epoch and run.status != "diverged" and last.train_loss > first.train_loss:
             st.warning(
@@ -264,9 +379,21 @@ def log_lines(run: Run) -> list[str]:
 
 def downloads(run: Run) -> None:
     """The current run's per-epoch history as CSV."""
-    rows = [r.as_dict() for r in run.records]
+    rows = epoch_rows(run)
     st.download_button("History as CSV", csv_bytes(rows), icon=":material/download:", file_name=f"softmax-run-{run.id}.csv",
                        mime="text/csv", key="csv", on_click="ignore")
+
+
+def epoch_rows(run: Run) -> list[dict]:
+    """One row per epoch, each with the settings of the Train, Continue or Step that trained it (blank for epoch 0)."""
+    rows = []
+    for record in run.records:
+        seg = run.segment_of(record.epoch)
+        rows.append({**record.as_dict(), "segment": seg["kind"] if seg else "",
+                     **{name: seg[name] if seg else "" for name in (*SETTINGS, "epochs")}})
+    for row in rows:
+        row["epochs asked"] = row.pop("epochs")
+    return rows
 
 
 def csv_bytes(rows: list[dict]) -> bytes:
@@ -299,8 +426,10 @@ def test_image_grid(session: Session, dataset, presenter: bool, training: bool) 
         indices = pick_images(model, dataset.test_images, labels, mode, count, klass, seed)
         probs = softmax(model.image_logits(dataset.test_images[indices]))  # (count, 10)
         titles = [(names[labels[i]], names[p], labels[i] == p) for i, p in zip(indices, probs.argmax(axis=1))]
-        size, per_row = (130, 6) if presenter else (76, 9)
+        size, per_row = (130, 9) if presenter else (76, 9)
         html = charts.image_grid_html(dataset.test_images[indices], titles, size, per_row) if len(indices) else ""
+        if presenter and html:  # the presenter view's styles stretch it to the page's width, nine to a row
+            html = f'<div class="presenter-grid">{html}</div>'
         session.cache["grid"] = cached = (key, indices, probs, html)
     _, indices, probs, html = cached
     if not len(indices):
@@ -316,10 +445,13 @@ def test_image_grid(session: Session, dataset, presenter: bool, training: bool) 
     )
     choice = min(int(choice or 0), len(indices) - 1)
     left.caption("Green: the true class. Red: a wrong prediction. A confident model puts almost all probability on one class.")
-    right.plotly_chart(
-        charts.probability_figure(probs[choice], names, int(labels[indices[choice]]), height=260),
-        key="probs_chart", config={"displaylogo": False},
-    )
+    figure = charts.probability_figure(probs[choice], names, int(labels[indices[choice]]), height=340 if presenter else 260,
+                                       font_size=PRESENTER_FONT if presenter else None)
+    if presenter:
+        figure.update_xaxes(tickfont_size=PRESENTER_FONT, title_font_size=PRESENTER_FONT)
+        figure.update_yaxes(tickfont_size=PRESENTER_FONT, title_font_size=PRESENTER_FONT)
+        figure.update_traces(textfont_size=PRESENTER_FONT)
+    right.plotly_chart(figure, key="probs_chart", config={"displaylogo": False})
 
 
 def pick_images(model: SoftmaxRegression, images: np.ndarray, labels: np.ndarray, mode: str, count: int, klass: int | None, seed: int) -> np.ndarray:
@@ -334,7 +466,7 @@ def pick_images(model: SoftmaxRegression, images: np.ndarray, labels: np.ndarray
     return np.arange(count)
 
 
-def run_history(session: Session) -> None:
+def run_history(session: Session, presenter: bool = False) -> None:
     """Every run of this session in a table; the ones picked are overlaid on the charts."""
     import pandas as pd  # noqa: PLC0415 -- not in a tab's light first run; here, before the first Train waits for it
 
@@ -348,11 +480,14 @@ def run_history(session: Session) -> None:
     st.multiselect("Overlay on the charts", list(names), format_func=names.get, key="overlay", persist_state="session",
                    placeholder="Pick runs to compare with the current one")
     table = pd.DataFrame([r.summary() for r in session.runs]).set_index("run")
-    st.dataframe(table, width="stretch", column_config={
-        "lr": st.column_config.NumberColumn(format="%g"), "train loss": st.column_config.NumberColumn(format="%.4f"),
-        "train acc": st.column_config.NumberColumn(format="%.3f"), "test acc": st.column_config.NumberColumn(format="%.3f"),
-    })
-    every = [{"run": r.id, **record.as_dict()} for r in session.runs for record in r.records]
+    # A figure a run does not have yet (an untrained or loaded model's training figures) is a dash, not "None".
+    styled = table.style.format({"test acc": "{:.3f}", "train acc": "{:.3f}", "train loss": "{:.4f}", "σ": "{:g}",
+                                 "seconds": "{:.2f}"}, na_rep="—")
+    if presenter:  # an HTML table: its text takes the presenter view's size (a data grid draws on a canvas)
+        st.table(styled)
+    else:
+        st.dataframe(styled, width="stretch")
+    every = [{"run": r.id, **row} for r in session.runs for row in epoch_rows(r)]
     cols = st.columns([1, 1, 3])
     cols[0].download_button("All runs as CSV", csv_bytes(every), icon=":material/download:", file_name="softmax-runs.csv", mime="text/csv", key="csv_all", on_click="ignore")
     cols[1].button("Forget these runs", icon=":material/delete:", key="forget", on_click=forget_runs, args=(session,),
