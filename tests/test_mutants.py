@@ -7,13 +7,29 @@ mutant runs them in well under a second.
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 import pytest
 from scipy.special import logsumexp as scipy_logsumexp
 from scipy.special import softmax as scipy_softmax
 
-from softmax_core import accuracy, cross_entropy, log_softmax, logsumexp, naive_softmax, softmax
+from softmax_core import (
+    ConfigError,
+    EpochRecord,
+    SoftmaxRegression,
+    TrainConfig,
+    Trainer,
+    TrainingDiverged,
+    TrainState,
+    accuracy,
+    cross_entropy,
+    features,
+    log_softmax,
+    logsumexp,
+    naive_softmax,
+    softmax,
+)
 
 # ---------------------------------------------------------------------------------------------------------------
 # functional.py: "over the last axis" means the last axis, also for a single row or a stack of batches.
@@ -61,3 +77,138 @@ def test_accuracy_of_one_sample_and_of_none():
 def test_cross_entropy_of_a_single_sample():
     z = np.array([[2.0, 0.0, -1.0]])
     assert cross_entropy(z, np.array([1]))[0] == pytest.approx(-np.log(scipy_softmax(z[0])[1]), rel=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# training.py: the messages, ranges and small objects around the trainer.
+
+
+def small_trainer(dataset, n_train: int = 600, n_test: int = 300, seed: int = 0, sigma: float = 0.01) -> Trainer:
+    """A trainer on the first n_train training and n_test test images of the real data set."""
+    rng = np.random.default_rng(seed)
+    model = SoftmaxRegression.init(rng, sigma=sigma)
+    return Trainer(model, dataset.train_images[:n_train], dataset.train_labels[:n_train],
+                   dataset.test_images[:n_test], dataset.test_labels[:n_test], rng)  # fmt: skip
+
+
+def test_divergence_message_says_where_and_what_to_try():
+    stable = TrainingDiverged(3, 0.5)
+    assert (stable.epoch, stable.lr) == (3, 0.5)
+    assert str(stable) == (
+        "training diverged in epoch 3: the loss is no longer a finite number at learning rate 0.5. "
+        "The model was kept as it was after epoch 2; try a smaller learning rate (e.g. 0.05)."
+    )
+    naive = TrainingDiverged(1, 10.0, "naive")
+    assert str(naive) == (
+        "training diverged in epoch 1: the loss is no longer a finite number at learning rate 10. "
+        "The model was kept as it was after epoch 0; exp(z) overflowed in the naive softmax: switch to the stable "
+        "softmax (log-sum-exp) or try a smaller learning rate (e.g. 1)."
+    )
+
+
+# (field, the lowest and highest allowed value, a value just outside each end, what the message says is allowed)
+RANGES = [
+    ("lr", "learning rate", 1e-12, 1e4, 0.0, np.nextafter(1e4, 2e4), "a number > 0 and <= 10000"),
+    ("batch_size", "batch size", 1, 10**7, 0, 10**7 + 1, "a whole number from 1 to 10000000"),
+    ("epochs", "epochs", 1, 10_000, 0, 10_001, "a whole number from 1 to 10000"),
+    ("momentum", "momentum", 0.0, np.nextafter(1.0, 0.0), -1e-12, 1.0, "a number >= 0 and < 1"),
+    ("weight_decay", "weight decay", 0.0, 1.0, -1e-12, np.nextafter(1.0, 2.0), "a number from 0 to 1"),
+    ("step_size", "step size", 1, 10_000, 0, 10_001, "a whole number from 1 to 10000"),
+    ("gamma", "gamma", 1e-12, 1.0, 0.0, np.nextafter(1.0, 2.0), "a number > 0 and <= 1"),
+]
+
+
+@pytest.mark.parametrize(("field", "name", "low", "high", "below", "above", "allowed"), RANGES, ids=[r[0] for r in RANGES])
+def test_hyperparameter_ranges_include_their_ends_and_nothing_past_them(field, name, low, high, below, above, allowed):
+    for value in (low, high):
+        assert getattr(TrainConfig(**{field: value}), field) == value
+    for value in (below, above, float("inf")):
+        with pytest.raises(ConfigError) as info:
+            TrainConfig(**{field: value})
+        assert str(info.value) == f"{name} must be {allowed}; got {value!r}"
+
+
+def test_numpy_numbers_are_accepted_and_floats_are_not_whole_numbers():
+    config = TrainConfig(lr=np.float32(0.5), batch_size=np.int64(64), epochs=np.int32(2), momentum=np.float64(0.5))
+    assert (config.lr, config.batch_size, config.epochs, config.momentum) == (0.5, 64, 2, 0.5)
+    with pytest.raises(ConfigError, match=r"^batch size must be a whole number from 1 to 10000000; got 64\.0$"):
+        TrainConfig(batch_size=64.0)
+    with pytest.raises(ConfigError, match=r"^momentum must be a number >= 0 and < 1; got False$"):
+        TrainConfig(momentum=False)
+
+
+def test_schedule_and_softmax_choices_are_named_in_the_message():
+    with pytest.raises(ConfigError) as info:
+        TrainConfig(schedule="warp")
+    assert str(info.value) == "schedule must be one of constant, step, cosine; got 'warp'"
+    with pytest.raises(ConfigError) as info:
+        TrainConfig(softmax="fast")
+    assert str(info.value) == "softmax must be one of stable, naive; got 'fast'"
+    for schedule in ("constant", "step", "cosine"):
+        assert TrainConfig(schedule=schedule).schedule == schedule
+    assert TrainConfig(softmax="naive").softmax == "naive"
+
+
+def test_lr_schedules_at_their_steps():
+    step = TrainConfig(lr=0.8, schedule="step", step_size=3, gamma=0.25)
+    assert [step.lr_at(i) for i in (0, 2, 3, 5, 6)] == [0.8, 0.8, 0.2, 0.2, 0.05]
+    cosine = TrainConfig(lr=0.8, schedule="cosine", epochs=3)
+    assert [cosine.lr_at(i) for i in range(3)] == pytest.approx([0.8, 0.6, 0.2])
+    assert TrainConfig(lr=0.3, step_size=1, gamma=0.5, epochs=4).lr_at(3) == 0.3  # constant ignores both
+
+
+def test_log_line_and_dict_of_a_record():
+    record = EpochRecord(3, 0.123456, 0.5, 0.7, 0.81234, 0.1, 1.5)
+    assert record.log_line() == "epoch 3, loss 0.1235, train acc 0.500, test acc 0.812"
+    assert record.as_dict() == {"epoch": 3, "train_loss": 0.123456, "train_acc": 0.5, "test_loss": 0.7, "test_acc": 0.81234,
+                                "lr": 0.1, "seconds": 1.5}  # fmt: skip
+
+
+def test_train_state_copy_and_model_are_independent_copies():
+    rng = np.random.default_rng(4)
+    W, b = rng.normal(size=(784, 10)).astype(np.float32), rng.normal(size=10).astype(np.float32)
+    velocity = (rng.normal(size=(784, 10)).astype(np.float32), rng.normal(size=10).astype(np.float32))
+    state = TrainState(W, b, rng.bit_generator.state, 7, velocity)
+    copy = state.copy()
+    assert copy.epochs_done == 7 and copy.rng_state == state.rng_state and copy.rng_state is not state.rng_state
+    for mine, theirs in ((copy.W, W), (copy.b, b), (copy.velocity[0], velocity[0]), (copy.velocity[1], velocity[1])):
+        np.testing.assert_array_equal(mine, theirs)
+        np.add(mine, 1, out=mine)  # a copy, not a view
+    np.testing.assert_array_equal(state.W, W)
+    assert state.W[0, 0] != copy.W[0, 0] and state.velocity[1][0] != copy.velocity[1][0]
+    assert TrainState(W, b, {}, 0).copy().velocity is None
+    model = state.model()
+    np.testing.assert_array_equal(model.W, W)
+    np.testing.assert_array_equal(model.b, b)
+    model.W += 1
+    model.b += 1
+    assert model.W[0, 0] != W[0, 0] and model.b[0] != b[0]
+
+
+def test_trainer_for_a_dataset_trains_on_train_and_reports_test(fashion):
+    rng = np.random.default_rng(0)
+    trainer = Trainer.for_dataset(SoftmaxRegression.init(rng), fashion, rng)
+    assert trainer.X_train.shape == (60_000, 784) and trainer.X_test.shape == (10_000, 784)
+    np.testing.assert_array_equal(trainer.y_train, fashion.train_labels)
+    np.testing.assert_array_equal(trainer.y_test, fashion.test_labels)
+    np.testing.assert_array_equal(trainer.X_train[123], fashion.train_images[123].ravel())
+    np.testing.assert_array_equal(trainer.X_test[45], fashion.test_images[45].ravel())
+    assert trainer.rng is rng and trainer.epochs_done == 0
+
+
+def test_initial_record_is_the_current_models_figures(fashion):
+    trainer = small_trainer(fashion, sigma=0.5)
+    for split, images, labels in (("train", fashion.train_images[:600], fashion.train_labels[:600]),
+                                  ("test", fashion.test_images[:300], fashion.test_labels[:300])):  # fmt: skip
+        expected = trainer.model.evaluate(features(images), labels.astype(np.intp))
+        assert trainer.evaluate(split) == pytest.approx(expected, rel=1e-5), split
+    before = time.perf_counter()
+    record = trainer.initial_record()
+    took = time.perf_counter() - before
+    assert (record.epoch, record.lr) == (0, 0.0)
+    assert (record.train_loss, record.train_acc) == trainer.evaluate("train")
+    assert (record.test_loss, record.test_acc) == trainer.evaluate("test")
+    assert record.train_acc != record.test_acc  # the two splits, not one of them twice
+    assert 0 <= record.seconds <= took  # the time it took, not a clock reading
+    list(trainer.run(TrainConfig(epochs=2)))
+    assert trainer.initial_record().epoch == 2
