@@ -6,6 +6,7 @@ mutant runs them in well under a second.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 
@@ -212,3 +213,51 @@ def test_initial_record_is_the_current_models_figures(fashion):
     assert 0 <= record.seconds <= took  # the time it took, not a clock reading
     list(trainer.run(TrainConfig(epochs=2)))
     assert trainer.initial_record().epoch == 2
+
+
+def test_an_epoch_trained_in_slices_is_the_epoch_trained_at_once(fashion):
+    """begin_epoch, train_batches until a time (one batch when it has passed), end_epoch: as train_epoch, to the bit."""
+    config = TrainConfig(batch_size=100, epochs=2, momentum=0.5)
+    whole, sliced = small_trainer(fashion, seed=2), small_trainer(fashion, seed=2)
+    expected = [whole.train_epoch(config, index) for index in range(2)]
+    seen = []
+    for index in range(2):
+        epoch = sliced.begin_epoch(config, index)
+        assert (epoch.index, epoch.lr, epoch.total, epoch.done, epoch.finished) == (index, 0.1, 600, 0, False)
+        assert all(math.isnan(figure) for figure in epoch.running())
+        sliced.train_batches(config, epoch, until=0.0)  # the time has passed: exactly one batch
+        assert epoch.done == 100 and not epoch.finished
+        assert epoch.running() == (pytest.approx(float(np.mean(epoch.losses[:100], dtype=np.float64))), epoch.correct / 100)
+        assert 0 < epoch.correct < 100
+        sliced.train_batches(config, epoch, until=time.perf_counter() + 3600, on_progress=lambda done, total: seen.append((done, total)))
+        assert epoch.finished and epoch.done == epoch.total
+        record = sliced.end_epoch(config, epoch)
+        assert dataclasses.replace(record, seconds=0.0) == dataclasses.replace(expected[index], seconds=0.0)
+        assert record.seconds >= epoch.seconds > 0
+    assert seen[:5] == [(200, 600), (300, 600), (400, 600), (500, 600), (600, 600)]
+    np.testing.assert_array_equal(sliced.model.W, whole.model.W)
+    np.testing.assert_array_equal(sliced.model.b, whole.model.b)
+    assert sliced.state.rng_state == whole.state.rng_state and sliced.epochs_done == 2
+
+
+def test_a_failed_epoch_is_undone_with_its_momentum(fashion):
+    """An error from on_progress in the first momentum epoch: no velocity is kept, as if the epoch never began."""
+    trainer = small_trainer(fashion)
+    before = trainer.state
+    config = TrainConfig(momentum=0.9, batch_size=100)
+
+    def fail(done, total):
+        raise RuntimeError("stop")
+
+    with pytest.raises(RuntimeError):
+        trainer.train_epoch(config, 0, fail)
+    after = trainer.state
+    assert after.velocity is None and after.epochs_done == 0 and after.rng_state == before.rng_state
+    np.testing.assert_array_equal(after.W, before.W)
+    record = trainer.train_epoch(config, 0)
+    assert record.epoch == 1 and trainer.state.velocity is not None
+    restored = trainer.state
+    trainer.state = before
+    trainer.state = restored  # the setter copies the velocity: the state handed in stays as it was
+    trainer.train_epoch(config, 1)
+    assert not np.array_equal(trainer.state.velocity[0], restored.velocity[0])

@@ -191,6 +191,53 @@ def test_naive_softmax_overflows_on_both_sides_and_the_trainer_restores_the_mode
     assert twins.trainer.rng.bit_generator.state == rng_state
 
 
+def test_batches_across_the_trainers_label_chunks_agree(fashion):
+    """The Trainer puts labels in the epoch's order 16384 samples at a time (whole batches): 20000 samples in
+    batches of 7000 take a chunk of two batches, then one of the last, smaller batch."""
+    pair(fashion, 20_000).run_both(TrainConfig(lr=0.5, batch_size=7000, epochs=2))
+
+
+def test_a_batch_larger_than_the_data_agrees(fashion):
+    pair(fashion, 500).run_both(TrainConfig(lr=0.5, batch_size=10_000, epochs=2))
+
+
+def test_the_reference_defaults_are_the_lessons(fashion):
+    """Stable softmax, no momentum, no weight decay, a step schedule of x0.5 every 5 epochs, unless asked otherwise."""
+    z = np.array([[1000.0, 0.0], [0.0, -1000.0]], dtype=np.float32)
+    np.testing.assert_array_equal(ref.softmax(z), [[1.0, 0.0], [1.0, 0.0]])
+    W, b = np.zeros((784, 10), np.float32), np.full(10, 1000.0, np.float32)
+    np.testing.assert_allclose(ref.net(fashion.test_images[:3], W, b), 0.1)
+    favour_2 = b + np.eye(10, dtype=np.float32)[2]  # huge equal scores, class 2 ahead: the stable softmax still ranks them
+    assert ref.evaluate_accuracy(fashion.test_images[:3], fashion.test_labels[:3], W, favour_2) == np.mean(fashion.test_labels[:3] == 2)
+    assert [ref.lr_at(e, 1.0, 20, "step") for e in (4, 5, 10)] == [1.0, 0.5, 0.25]
+    assert ref.lr_at(3, 1.0, 20) == 1.0
+    runs = []
+    for kwargs in ({}, dict(momentum=0.0, weight_decay=0.0, stable=True)):
+        twins = pair(fashion, 300, sigma=0.5)
+        velocity = [np.zeros_like(twins.W), np.zeros_like(twins.b)]
+        figures = ref.train_epoch(twins.images, twins.labels, twins.W, twins.b, velocity, twins.rng, 0.5, 64, **kwargs)
+        runs.append((figures, twins.W, twins.b, velocity))
+    assert runs[0][0] == runs[1][0]
+    for default, explicit in zip(runs[0][1:3], runs[1][1:3]):
+        np.testing.assert_array_equal(default, explicit)
+    assert not runs[0][3][0].any()  # without momentum the velocity is not used
+    W0, grad = np.ones(3), np.full(3, 2.0)
+    ref.sgd([W0], [grad], 0.1, [np.zeros(3)])
+    np.testing.assert_allclose(W0, 0.8)
+
+
+def test_evaluate_accuracy_scales_pixels_to_unit_interval(fashion):
+    """Labels that are the model's own predictions at pixels / 255: all right, where another scale moves dozens."""
+    images = fashion.test_images
+    pixels = images.reshape(len(images), -1).astype(np.float64)
+    W = np.random.default_rng(3).normal(0, 0.05, size=(784, 10)).astype(np.float32)
+    b = -(pixels / 255 @ W).mean(axis=0).astype(np.float32)  # every class wins somewhere: many close calls
+    labels = np.argmax(pixels / 255 @ W + b, axis=1)
+    assert ref.evaluate_accuracy(images, labels, W, b) >= 1 - 3 / len(labels)  # float32 may flip a near tie
+    for scale in (254, 256):  # the check can tell (about 40 flips each)
+        assert np.mean(np.argmax(pixels / scale @ W + b, axis=1) == labels) < 1 - 20 / len(labels)
+
+
 def test_batch_size_one_agrees(fashion):
     pair(fashion, 200).run_both(TrainConfig(lr=0.01, batch_size=1, epochs=2))
 
