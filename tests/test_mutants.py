@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
+import re
 import time
 
 import numpy as np
@@ -18,6 +20,7 @@ from scipy.special import softmax as scipy_softmax
 from softmax_core import (
     ConfigError,
     EpochRecord,
+    ModelFileError,
     SoftmaxRegression,
     TrainConfig,
     Trainer,
@@ -31,6 +34,7 @@ from softmax_core import (
     naive_softmax,
     softmax,
 )
+from softmax_core.model import _and, _bytes, _listing, _short, temporary_path
 
 # ---------------------------------------------------------------------------------------------------------------
 # functional.py: "over the last axis" means the last axis, also for a single row or a stack of batches.
@@ -261,3 +265,98 @@ def test_a_failed_epoch_is_undone_with_its_momentum(fashion):
     trainer.state = restored  # the setter copies the velocity: the state handed in stays as it was
     trainer.train_epoch(config, 1)
     assert not np.array_equal(trainer.state.velocity[0], restored.velocity[0])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# model.py: the model's own methods, and the pieces of its file messages.
+
+
+def test_init_scale_is_checked_and_zero_is_allowed():
+    assert not SoftmaxRegression.init(np.random.default_rng(0), sigma=0.0).W.any()
+    for sigma in (-0.01, float("nan"), float("inf")):
+        with pytest.raises(ValueError) as info:
+            SoftmaxRegression.init(np.random.default_rng(0), sigma=sigma)
+        assert str(info.value) == f"init scale sigma must be a finite number >= 0, got {sigma}"
+    small = SoftmaxRegression.init(np.random.default_rng(0), sigma=1.0, n_features=4, n_classes=3)
+    assert small.W.shape == (4, 3) and small.b.shape == (3,) and small.W.dtype == small.b.dtype == np.float32
+    assert 0.3 < small.W.std() < 2.0  # sigma 1, not the default 0.01
+
+
+def test_parameters_of_the_wrong_shape_are_refused():
+    with pytest.raises(ModelFileError) as info:
+        SoftmaxRegression(np.zeros(784), np.zeros(10))
+    assert str(info.value) == "W must be (features, classes) and b (classes,); got (784,) and (10,)"
+    with pytest.raises(ModelFileError):
+        SoftmaxRegression(np.zeros((784, 10)), np.zeros(9))
+    model = SoftmaxRegression(np.zeros((784, 10), dtype=np.float64), [0.0] * 10)
+    assert model.W.dtype == model.b.dtype == np.float32 and model.W.flags.c_contiguous
+
+
+def test_scores_probabilities_and_predictions_of_real_images(fashion):
+    model = SoftmaxRegression.init(np.random.default_rng(1), sigma=0.05)
+    model.b[...] = np.linspace(-1, 1, 10, dtype=np.float32)
+    images, labels = fashion.test_images[:50], fashion.test_labels[:50].astype(np.intp)
+    X = features(images)
+    z = X.astype(np.float64) @ model.W + model.b
+    np.testing.assert_allclose(model.logits(X), z, rtol=1e-5, atol=1e-5)
+    # In chunks of 7 rows (the last one short), as a single chunk, and as training computes them.
+    for chunk in (7, 50, 4096):
+        np.testing.assert_allclose(model.image_logits(images, chunk=chunk), z, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(model.predict_proba(X), scipy_softmax(z, axis=1), rtol=1e-4, atol=1e-7)
+    np.testing.assert_array_equal(model.predict(X), np.argmax(z, axis=1))
+    loss, acc = model.evaluate(X, labels)
+    assert loss == pytest.approx(float(np.mean(scipy_logsumexp(z, axis=1) - z[np.arange(50), labels])), rel=1e-5)
+    assert acc == np.mean(np.argmax(z, axis=1) == labels) and 0 < acc < 1
+
+
+def test_copy_is_independent_and_finiteness_looks_at_both_arrays():
+    model = SoftmaxRegression.init(np.random.default_rng(0))
+    twin = model.copy()
+    twin.W[0, 0] = np.nan
+    assert model.is_finite() and not twin.is_finite()
+    twin = model.copy()
+    twin.b[3] = np.inf
+    assert model.is_finite() and not twin.is_finite()
+    np.testing.assert_array_equal(model.copy().W, model.W)
+
+
+def test_save_writes_atomically_through_a_symlink(tmp_path):
+    model = SoftmaxRegression.init(np.random.default_rng(0))
+    (tmp_path / "real.npz").write_bytes(b"old")
+    (tmp_path / "link.npz").symlink_to(tmp_path / "real.npz")
+    model.save(tmp_path / "link.npz")
+    assert (tmp_path / "link.npz").is_symlink()
+    np.testing.assert_array_equal(SoftmaxRegression.load(tmp_path / "real.npz").W, model.W)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.npz", "real.npz"]  # no temporary file left
+    name = temporary_path(tmp_path / "m.npz").name
+    assert re.fullmatch(rf"\.m\.npz\.{os.getpid()}-[0-9a-f]{{8}}\.tmp", name)
+    assert temporary_path(tmp_path / "m.npz") != temporary_path(tmp_path / "m.npz")
+
+
+def test_a_failed_save_leaves_the_earlier_file_and_no_temporary(tmp_path, monkeypatch):
+    model = SoftmaxRegression.init(np.random.default_rng(0))
+    (tmp_path / "m.npz").write_bytes(b"earlier")
+
+    def broken(self):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(SoftmaxRegression, "to_bytes", broken)
+    with pytest.raises(OSError, match="disk full"):
+        model.save(tmp_path / "m.npz")
+    assert (tmp_path / "m.npz").read_bytes() == b"earlier"
+    assert [p.name for p in tmp_path.iterdir()] == ["m.npz"]
+
+
+def test_the_pieces_of_file_messages():
+    assert [_bytes(n) for n in (0, 9_999, 10_000, 73_000, 999_999, 1_000_000, 4_600_000)] == [
+        "0 bytes", "9999 bytes", "10 kB", "73 kB", "1000 kB", "1.0 MB", "4.6 MB"]  # fmt: skip
+    assert _and({"W": (1,), "b": (1,)}) == "W and b"
+    assert _and({"W": (1,), "b": (1,), "c": (1,)}) == "W, b and c"
+    assert _and({"W": (1,)}) == "W"
+    assert _listing({}) == "no arrays"
+    assert _listing({"W.npy": None}) == "array W"
+    assert _listing({f"a{i}.npy": None for i in range(7)}) == "arrays a0, a1, a2, a3, a4 and 2 more"
+    assert _listing({"b.npy": None, "<b>x</b>.npy": None}) == "arrays (an oddly named entry), b"
+    assert _listing({"x" * 40: None, "y" * 41: None}) == f"arrays {'x' * 40}, (an oddly named entry)"
+    assert _short("x" * 40) == "x" * 40
+    assert _short("y" * 41) == "y" * 39 + "…"
