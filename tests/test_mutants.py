@@ -138,6 +138,9 @@ def test_numpy_numbers_are_accepted_and_floats_are_not_whole_numbers():
     assert (config.lr, config.batch_size, config.epochs, config.momentum) == (0.5, 64, 2, 0.5)
     with pytest.raises(ConfigError, match=r"^batch size must be a whole number from 1 to 10000000; got 64\.0$"):
         TrainConfig(batch_size=64.0)
+    for field, name in (("epochs", "epochs"), ("step_size", "step size")):
+        with pytest.raises(ConfigError, match=rf"^{name} must be a whole number from 1 to 10000; got 3\.0$"):
+            TrainConfig(**{field: 3.0})
     with pytest.raises(ConfigError, match=r"^momentum must be a number >= 0 and < 1; got False$"):
         TrainConfig(momentum=False)
 
