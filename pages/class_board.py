@@ -206,9 +206,12 @@ def live(store, code: str, key: str, was_closed: bool) -> None:
     if not board.entries:
         st.markdown("No runs yet: they appear here after each student's first epoch.")
     else:
-        left, right = st.columns(2)
-        left.plotly_chart(bd.scatter_figure(board, FONT), key="board_scatter", config={"displaylogo": False})
-        right.plotly_chart(bd.curves_figure(board, FONT), key="board_curves", config={"displaylogo": False})
+        if best:  # the charts show finished epochs: none yet while every run is in its first one
+            left, right = st.columns(2)
+            left.plotly_chart(bd.scatter_figure(board, FONT), key="board_scatter", config={"displaylogo": False})
+            right.plotly_chart(bd.curves_figure(board, FONT), key="board_curves", config={"displaylogo": False})
+        else:
+            st.markdown("The runs are in their first epoch: the charts come with the first finished one.")
         table(board)
     if key and not board.closed:
         teacher_controls(store, board, key)

@@ -1,0 +1,88 @@
+"""The class board in Chromium, on two servers that share one run store: start, join, publish, leave, close (pin and remove: AppTest)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+from playwright.sync_api import Page, expect
+
+from tests.test_e2e import WAIT, button, open_app, wait_idle
+from tests.test_e2e_pages import TRAIN_WAIT, Sessions, finished, records, sessions, shots  # noqa: F401 -- the sessions fixture
+
+BOARD_WAIT = 30_000  # ms: the board redraws every second; a busy machine is slower
+
+
+def board_metric(page: Page, label: str):
+    """The value of one of the board's counts."""
+    metric = page.get_by_test_id("stMetric").filter(has=page.get_by_test_id("stMetricLabel").filter(has_text=label))
+    return metric.get_by_test_id("stMetricValue")
+
+
+def board_rows(page: Page) -> list[dict[str, str]]:
+    """The board table's rows (the table is drawn on a canvas; its accessible copy is read)."""
+    return records(page.locator(".st-key-board_table").get_by_test_id("stDataFrame"))
+
+
+def expect_rows(page: Page, want, timeout_ms: int = BOARD_WAIT) -> list[dict[str, str]]:
+    """Wait until the board's table satisfies want(rows); return the rows."""
+    deadline = page.evaluate("() => performance.now()") + timeout_ms
+    while True:
+        rows = board_rows(page) if page.locator(".st-key-board_table").count() else []
+        if want(rows):
+            return rows
+        if page.evaluate("() => performance.now()") > deadline:
+            raise AssertionError(f"the board's table is {rows}")
+        page.wait_for_timeout(500)
+
+
+def test_a_class_board_across_two_servers(sessions: Sessions, start_dashboards, tmp_path: Path) -> None:
+    server_a, server_b = start_dashboards(2, tmp_path / "runs.sqlite3")
+
+    # The teacher starts a board on server B.
+    teacher = sessions.new(server=server_b, viewport={"width": 1920, "height": 1080})
+    teacher.goto("/class_board")
+    teacher.get_by_role("button", name="Start a board").click()
+    join = teacher.get_by_test_id("stMain").get_by_test_id("stCode").first
+    expect(join).to_contain_text("board=", timeout=WAIT)
+    link = join.inner_text().strip()
+    query = parse_qs(urlsplit(link).query)
+    code = query["board"][0]
+    assert len(code) >= 16 and "key" not in query and "sid" not in query, link  # 96 random bits; no secret in it
+    expect(teacher.get_by_role("img")).not_to_have_count(0)  # the QR code
+    expect(board_metric(teacher, "Students joined")).to_have_text("0")
+
+    # A student opens the join link on server A (another replica) and trains.
+    student = sessions.new(server=server_a)
+    open_app(student, f"?board={code}&epochs=2")
+    badge = student.get_by_test_id("stSidebar").get_by_text(re.compile(r"on board .* as "))
+    expect(badge).to_be_visible()
+    nickname = re.search(r" as (.+)$", badge.inner_text().strip()).group(1)
+    expect(board_metric(teacher, "Students joined")).to_have_text("1", timeout=BOARD_WAIT)
+    button(student, "Train").click()
+    finished(student, 2)
+
+    rows = expect_rows(teacher, lambda rows: len(rows) == 1 and rows[0].get("epochs") == "2")
+    assert rows[0]["nickname"] == nickname and rows[0]["status"] == "finished", rows
+    teacher.screenshot(path="/tmp/e2e_board_published.png")
+
+    # The student's view of the board (the same session after a reload) is read-only; then the student leaves.
+    sid = parse_qs(urlsplit(student.url).query)["sid"][0]
+    student.goto(f"/class_board?board={code}&sid={sid}")  # the same session, after a reload: the same membership
+    expect(student.get_by_test_id("stMain").get_by_text(f"as {nickname}")).to_be_visible(timeout=BOARD_WAIT)  # the badge
+    expect(student.get_by_role("button", name="Pin")).to_have_count(0)  # pin, remove and close are the teacher's
+    expect(board_metric(teacher, "Students joined")).to_have_text("1")
+    student.get_by_role("button", name="Change nickname or leave").click()
+    student.get_by_role("button", name=re.compile("Leave the board")).click()
+    expect(board_metric(teacher, "Students joined")).to_have_text("0", timeout=BOARD_WAIT)
+    expect(teacher.get_by_text("No runs yet")).to_be_visible(timeout=BOARD_WAIT)  # leaving takes the student's runs off
+
+    # Close: the board says so, offers the CSV, and takes no new student.
+    teacher.get_by_role("button", name="Close board").click()
+    teacher.get_by_role("button", name="Close the board for good").click()
+    expect(teacher.get_by_text("This board is closed")).to_be_visible(timeout=BOARD_WAIT)
+    late = sessions.new(server=server_a)
+    late.goto(f"/?board={code}")
+    expect(late.get_by_test_id("stAlert").filter(has_text="This board is closed")).to_be_visible(timeout=TRAIN_WAIT)
+    wait_idle(late)
