@@ -226,6 +226,16 @@ def test_the_reference_defaults_are_the_lessons(fashion):
     np.testing.assert_allclose(W0, 0.8)
 
 
+def test_the_reference_epoch_counts_every_sample_once(fashion):
+    """At learning rate 0 the model never moves: the epoch's loss and accuracy are the model's on the whole set."""
+    twins = pair(fashion, 300, sigma=0.5)
+    velocity = [np.zeros_like(twins.W), np.zeros_like(twins.b)]
+    loss, acc = ref.train_epoch(twins.images, twins.labels, twins.W, twins.b, velocity, twins.rng, 0.0, 64)
+    X = twins.images.reshape(300, -1).astype(np.float32) / 255
+    assert acc == ref.evaluate_accuracy(twins.images, twins.labels, twins.W, twins.b) and 0.05 < acc < 0.95
+    assert loss == pytest.approx(float(np.mean(functional.cross_entropy(X @ twins.W + twins.b, twins.labels))), rel=1e-5)
+
+
 def test_evaluate_accuracy_scales_pixels_to_unit_interval(fashion):
     """Labels that are the model's own predictions at pixels / 255: all right, where another scale moves dozens."""
     images = fashion.test_images
