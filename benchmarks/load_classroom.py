@@ -66,6 +66,19 @@ for _folder in (REPO, Path(__file__).resolve().parent):  # the package from the 
 from streamlit_server import CHROMIUM, CHROMIUM_ARGS, STREAMLIT_FLAGS, StreamlitServer  # noqa: E402
 
 EPOCHS = 5  # the lesson's default, what Train queues
+BOARD: dict = {}  # with --board: the class board's code, and what its projector tab saw
+TARGET_BOARD_S = 2.0  # a student's epoch on the projector's board within this many seconds
+# The projector's board page: per entry (trace name "#n Nickname ..."), the epochs its curve shows.
+BOARD_CURVES = """() => {
+  const el = document.querySelector('.st-key-board_curves .js-plotly-plot');
+  if (!el || !el._fullData) return null;
+  const out = {};
+  for (const t of el._fullData) {
+    const m = /^(?:pinned )?#([0-9]+) /.exec(t.name || '');
+    if (m && t.x) out[m[1]] = Math.max(...Array.from(t.x));
+  }
+  return out;
+}"""
 TARGET_PEAK_MB = 1024.0
 TARGET_PER_SESSION_MB = 15.0
 TARGET_MEDIAN_S = 10.0  # Train click -> epoch 5, median over the class
@@ -176,7 +189,7 @@ class BrowserSession:
 
         self.ws_url, self.t0 = ws_url, t0
         self.result = SessionResult(seed=seed, label=label or f"seed {seed}")
-        self.query_string = f"seed={seed}"
+        self.query_string = f"seed={seed}" + (f"&board={BOARD['code']}" if BOARD.get("code") else "")
         self.page_script_hash = ""
         self.widget_states = WidgetStates()  # the last ones sent (a click's trigger is sent once, then dropped)
         self.train_id: str | None = None
@@ -405,6 +418,33 @@ async def page_load(url: str, launched: asyncio.Event, start: asyncio.Event, ses
     return out
 
 
+async def board_watch(url: str, stop: asyncio.Event, t0_of) -> dict:
+    """A projector's tab on the class board page: when each entry's curve first shows each epoch (seconds since the load's start)."""
+    from playwright.async_api import async_playwright  # noqa: PLC0415
+
+    seen: dict[str, dict[int, float]] = {}  # entry number -> epoch -> first seen
+    out: dict = {"seen": seen}
+    try:
+        async with async_playwright() as p:
+            browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                page = await (await browser.new_context(viewport={"width": 1920, "height": 1080})).new_page()
+                await page.goto(url, wait_until="commit", timeout=120_000)
+                BOARD["watching"] = True
+                while not stop.is_set():
+                    curves = await page.evaluate(BOARD_CURVES) or {}
+                    now = time.perf_counter() - t0_of()
+                    for number, last in curves.items():
+                        for epoch in range(1, int(last) + 1):
+                            seen.setdefault(number, {}).setdefault(epoch, now)
+                    await asyncio.sleep(0.1)
+            finally:
+                await browser.close()
+    except Exception as err:  # noqa: BLE001
+        out["error"] = f"{type(err).__name__}: {err}"[:500]
+    return out
+
+
 # ---------------------------------------------------------------- the reference: each seed trained alone
 
 
@@ -428,6 +468,29 @@ def reference_lines(seeds: list[int], threads: int | None = 1) -> dict[int, list
             lines += [record.log_line() for record in trainer.run(TrainConfig())]
             out[seed] = lines
     return out
+
+
+def board_delays(out: dict, results: list[SessionResult]) -> dict:
+    """Seconds from a student's page showing an epoch to the projector's board showing it, per (student, epoch)."""
+    from ui import board as class_board  # noqa: PLC0415
+
+    entries = class_board.read_board(BOARD["store"], BOARD["code"]).entries
+    seed_of = {str(e.number): e.settings.get("seed") for e in entries}
+    by_seed = {r.seed: r for r in results if not r.label.startswith("warm-up")}  # it trained before the projector's tab opened
+    delays, missing = [], []
+    for number, epochs in out["board_watch"]["seen"].items():
+        result = by_seed.get(seed_of.get(number))
+        if result is None:
+            continue
+        for epoch, t_board in epochs.items():
+            t_page = result.epoch_times.get(epoch)
+            if t_page is not None:
+                delays.append(t_board - t_page)
+    shown = sum(len(e) for e in out["board_watch"]["seen"].values())
+    expected = EPOCHS * len(results)
+    if shown < expected:
+        missing.append(f"{expected - shown} student epochs never shown on the board")
+    return {"delays": delays, "entries": len(entries), "shown": shown, "missing": missing, "error": out["board_watch"].get("error")}
 
 
 def compare(results: list[SessionResult], reference: dict[int, list[str]]) -> list[dict]:
@@ -458,7 +521,7 @@ def data_root(given: str | None) -> Path:
 
 
 def run_load(sessions: int = 30, data_dir: str | Path | None = None, timeout: float = 900.0, page_check: bool = True,
-             log=print, stall: float = 180.0) -> dict:
+             log=print, stall: float = 180.0, board: bool = False) -> dict:
     """Start the server, train a warm-up session, then `sessions` at once; return every figure and check."""
     root = data_root(str(data_dir) if data_dir else None)
     os.environ["SOFTMAX_DATA_DIR"] = str(root)  # the reference below loads the same files as the server
@@ -473,6 +536,14 @@ def run_load(sessions: int = 30, data_dir: str | Path | None = None, timeout: fl
         time.sleep(1.0)
         out["rss_startup_mb"] = family_memory(server.pid).get("VmRSS")
         log(f"server pid {server.pid} on {server.url} ({out['server_start_s']:.1f} s to health); RSS {out['rss_startup_mb']:.0f} MB")
+        if board:  # a class board in the server's store: every student joins it with the link's ?board=CODE
+            from ui import board as class_board  # noqa: PLC0415
+            from ui.run_store import open_store  # noqa: PLC0415
+
+            BOARD.clear()
+            BOARD["store"] = open_store(env["SOFTMAX_RUNS_DB"])
+            BOARD["code"] = class_board.start_board(BOARD["store"], {}).code
+            BOARD["url"] = f"{server.url}class_board?board={BOARD['code']}"
         asyncio.run(_drive(server, sessions, timeout, stall, page_check, out, log))
         out["server_alive_at_end"] = server.alive()
     finally:
@@ -491,6 +562,8 @@ def run_load(sessions: int = 30, data_dir: str | Path | None = None, timeout: fl
     if out["crosstalk"]:  # float32 BLAS results can depend on the thread count: would the default match?
         bad = sorted({p["seed"] for p in out["crosstalk"]})
         out["crosstalk_vs_default_threads"] = compare([r for r in results if r.seed in bad], reference_lines(bad, threads=None))
+    if BOARD.get("code") and "board_watch" in out:
+        out["board"] = board_delays(out, results)
     out["failed"] = [r.label for r in results if not r.finished]
     out["ok"] = not out["failed"] and not out["crosstalk"]
     return out
@@ -518,6 +591,14 @@ async def _drive(server: StreamlitServer, n: int, timeout: float, stall: float, 
         t0 = time.perf_counter()
         for c in clients:
             c.t0 = t0
+    watch_stop = asyncio.Event()
+    watcher = asyncio.create_task(board_watch(BOARD["url"], watch_stop, lambda: t0)) if BOARD.get("url") else None
+    while watcher is not None and not BOARD.get("watching") and not watcher.done():
+        await asyncio.sleep(0.1)
+    if watcher is not None:
+        t0 = time.perf_counter()
+        for c in clients:
+            c.t0 = t0
     cpu_before, client_cpu_before = proc_cpu_seconds(pid), _self_cpu()
     tasks = [asyncio.create_task(c.run()) for c in clients]
     peak_sampled = 0.0
@@ -534,6 +615,10 @@ async def _drive(server: StreamlitServer, n: int, timeout: float, stall: float, 
     log(f"{n} sessions started")
     await _wait_all(clients, tasks, timeout, stall, log=log)
     out["load_wall_s"] = time.perf_counter() - t0
+    if watcher is not None:
+        await asyncio.sleep(3.0)  # the last epochs reach the board
+        watch_stop.set()
+        out["board_watch"] = await watcher
     out["server_cpu_s"] = proc_cpu_seconds(pid) - cpu_before
     out["client_cpu_s"] = _self_cpu() - client_cpu_before
     start_page.set()
@@ -664,6 +749,18 @@ def report(out: dict) -> str:
     lines.append(f"  per extra session (RSS_after - RSS_1) / {alive - 1} = {growth:.1f} MB   target <= {TARGET_PER_SESSION_MB:.0f} MB   "
                  f"{verdict(growth <= TARGET_PER_SESSION_MB)}  (/ (N-1) = {n - 1}: {growth_brief:.1f} MB)")
 
+    if "board" in out:
+        b = out["board"]
+        d = sorted(b["delays"])
+        if d:
+            late = max(d)
+            lines.append(f"\nClass board (one Chromium tab at 1920x1080 on the board page, {b['entries']} entries): a student's epoch on "
+                         f"the projector {statistics.median(d):.2f} s (median) and {late:.2f} s (max) after the student's own page showed it; "
+                         f"{b['shown']} epochs seen   target <= {TARGET_BOARD_S:.0f} s {verdict(late <= TARGET_BOARD_S)}")
+        else:
+            lines.append(f"\nClass board: no epoch seen on the projector's tab ({b.get('error')})")
+        for m in b["missing"]:
+            lines.append(f"  {m}")
     page = out.get("page_load")
     if page is None:
         lines.append("\nFresh page during the load: not measured (--no-page)")
@@ -690,6 +787,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="give up when no session makes progress (a run, an epoch line) for this many seconds (default 180)")
     parser.add_argument("--data-dir", help="data root holding fashion-mnist/ (default $SOFTMAX_DATA_DIR)")
     parser.add_argument("--no-page", action="store_true", help="skip the page load in Chromium")
+    parser.add_argument("--board", action="store_true", help="every student joins a class board; a Chromium tab shows it and the delay is reported")
     parser.add_argument("--json", help="write every figure and per-session record to this file")
     args = parser.parse_args(argv)
     if args.sessions < 1:
@@ -697,7 +795,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # the finally blocks end the server
     try:
         out = run_load(args.sessions, args.data_dir, args.timeout, page_check=not args.no_page,
-                       log=lambda text: print(text, flush=True), stall=args.stall)
+                       log=lambda text: print(text, flush=True), stall=args.stall, board=args.board)
     except RuntimeError as err:
         print(f"load_classroom: {err}", file=sys.stderr)
         return 2
