@@ -253,6 +253,7 @@ def presenter_css(on: bool) -> None:
             "html {font-size: 24px;}"
             "[data-testid='stMetricValue'], [data-testid='stMetricValue'] p, [data-testid='stMetricValue'] div {font-size: 2.4rem !important;}"
             "h1 {font-size: 2.2rem !important;}"
+            ".st-key-metrics [data-testid='stMetric'] {min-height: 6.65rem !important;}"  # with its change line, at 2.4rem
             "[data-testid='stSidebar'][data-collapsed='false'] {width: 19rem !important;}"  # its 300 px, scaled like the rest
             # The grid of test images fills the width, nine to a row, each image as wide as its column.
             ".presenter-grid > div {max-width: none !important; grid-template-columns: repeat(9, minmax(0, 1fr)) !important;}"

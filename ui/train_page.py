@@ -54,6 +54,8 @@ def render() -> None:
     if not light:
         student_link()
     presenter_css(controls.presenter)
+    # A metric's change appears from the first epochs on: its room is kept from the start, so nothing below moves.
+    st.html("<style>.st-key-metrics [data-testid='stMetric'] {min-height: 6.45rem;}</style>")
     st.title("Softmax regression from scratch")
     if problems := st.session_state.get("url_problems"):  # already escaped: URL text never becomes markup
         st.warning("The link's settings were checked:\n\n" + "\n".join(f"- {p}" for p in problems), icon=":material/link:")
@@ -305,7 +307,7 @@ def draw_metrics(area, run: Run) -> None:
     last = run.records[-1]
     before = run.records[-2] if len(run.records) > 1 else None
     trained_before = before if before is not None and before.epoch else None
-    with area.container():
+    with area.container(key="metrics"):
         cols = st.columns(4)
         cols[0].metric("Epoch", last.epoch)
         if last.epoch:
@@ -350,7 +352,7 @@ def draw_status(area, run: Run) -> None:
         elif run.status == "training":
             seg = run.segments[-1] if run.segments else None
             what = f" ({seg['kind']}, lr {show_setting(seg['lr'])}, batch {seg['batch_size']})" if seg else ""
-            st.info(f"Training{what}: epochs appear below as they finish. **Stop** keeps every finished epoch.", icon=":material/model_training:")
+            st.info(f"Training{what}: epochs appear below as they finish. **Stop** keeps every finished epoch.")
         elif run.status == "loaded":
             st.success(
                 f"Model **{escape_markdown(run.label)}** (not trained here): test accuracy {run.records[0].test_acc:.3f}. "
