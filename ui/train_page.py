@@ -488,7 +488,8 @@ def run_history(session: Session, presenter: bool = False) -> None:
     if presenter:  # an HTML table: its text takes the presenter view's size (a data grid draws on a canvas)
         st.table(styled)
     else:
-        st.dataframe(styled, width="stretch")
+        changed = [name for name in table.columns if table[name].astype(str).str.contains("→").any()]  # "0.1 → 0.2" needs room
+        st.dataframe(styled, width="stretch", column_config={name: st.column_config.TextColumn(width="medium") for name in changed})
     every = [{"run": r.id, **row} for r in session.runs for row in epoch_rows(r)]
     cols = st.columns([1, 1, 3])
     cols[0].download_button("All runs as CSV", csv_bytes(every), icon=":material/download:", file_name="softmax-runs.csv", mime="text/csv", key="csv_all", on_click="ignore")
