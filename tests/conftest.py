@@ -187,3 +187,21 @@ def fashion(data_root: Path) -> Dataset:
 def mnist(data_root: Path) -> Dataset:
     """The real MNIST digits, loaded once."""
     return load_dataset("mnist", data_root, download=False)
+
+
+NOBODY = 65534  # the unprivileged user of Debian systems
+
+
+@contextlib.contextmanager
+def as_other_user() -> Iterator[None]:
+    """Run the block as a user without root's powers (root reads and writes anywhere); as anyone else, as is."""
+    if os.geteuid() != 0:
+        yield
+        return
+    os.setegid(NOBODY)
+    os.seteuid(NOBODY)
+    try:
+        yield
+    finally:
+        os.seteuid(0)
+        os.setegid(0)

@@ -5,7 +5,6 @@ the Debian package layout and loopback download mirrors. Nothing here leaves the
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import gzip
 import hashlib
@@ -25,6 +24,7 @@ import pytest
 
 from softmax_core import data
 from softmax_core.data import FILES, DataError, load_dataset
+from tests.conftest import as_other_user
 
 REPO = Path(__file__).resolve().parents[1]
 NAMES = tuple(FILES.values())  # the four .gz file names
@@ -43,7 +43,6 @@ OFFICIAL_MD5 = {  # the MD5s the upstream projects publish: the gold reference, 
     },
 }
 ORIGINAL_SPECS = dict(data.DATASETS)
-NOBODY = 65534
 FIXTURE = {"fashion-mnist": "fashion", "mnist": "mnist"}  # data set -> the session fixture holding it loaded
 
 
@@ -289,24 +288,9 @@ def test_broken_file_is_a_data_error_naming_it(case, tmp_path, data_root, real_b
     assert f"Replace {folder / bad_name} with the official file" in message  # not in the cache: no download cures it
 
 
-@contextlib.contextmanager
-def _as_other_user() -> Iterator[None]:
-    """Run the block as a user without root's powers (root reads files whatever their mode)."""
-    if os.geteuid() != 0:
-        yield
-        return
-    os.setegid(NOBODY)
-    os.seteuid(NOBODY)
-    try:
-        yield
-    finally:
-        os.seteuid(0)
-        os.setegid(0)
-
-
 @pytest.fixture
 def shared_tmp() -> Iterator[Path]:
-    """A temporary folder the other user of _as_other_user can enter (pytest's tmp_path is private to root)."""
+    """A temporary folder the other user of as_other_user can enter (pytest's tmp_path is private to root)."""
     folder = Path(tempfile.mkdtemp(prefix="softmax-test-"))
     folder.chmod(0o755)
     yield folder
@@ -323,7 +307,7 @@ def test_unreadable_file_is_a_data_error_about_permissions(shared_tmp, data_root
     unreadable = folder / NAMES[3]
     unreadable.write_bytes(b"")
     unreadable.chmod(0o000)
-    with _as_other_user(), pytest.raises(DataError) as info:
+    with as_other_user(), pytest.raises(DataError) as info:
         load_dataset("mnist", shared_tmp / "root", download=False, cache_dir=shared_tmp / "cache")
     message = str(info.value)
     assert f"cannot read {unreadable}" in message
@@ -335,7 +319,7 @@ def test_root_that_cannot_be_entered_is_a_data_error_naming_it(shared_tmp, data_
     _link_folder(locked / "mnist", data_root / "mnist")
     locked.chmod(0o000)
     monkeypatch.setenv("SOFTMAX_DATA_DIR", str(locked))
-    with _as_other_user(), pytest.raises(DataError) as info:
+    with as_other_user(), pytest.raises(DataError) as info:
         load_dataset("mnist", download=False, cache_dir=shared_tmp / "cache")
     message = str(info.value)
     assert f"cannot look into {locked / 'mnist'}" in message and "permissions" in message

@@ -3,7 +3,6 @@ they claim. Each case expects one clear line (never a traceback) and checks that
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import gzip
 import io
@@ -16,7 +15,7 @@ import tempfile
 import textwrap
 import zipfile
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -25,10 +24,9 @@ import pytest
 from softmax_core import DataError, ModelFileError, SoftmaxRegression, cli, data
 from softmax_core.data import FILES, load_dataset, load_folder
 
-from .conftest import REPO
+from .conftest import REPO, as_other_user
 
 NAMES = tuple(FILES.values())
-NOBODY = 65534
 
 # ---------------------------------------------------------------------------------------------------------------
 # Crafted .npz files, built here byte by byte
@@ -368,21 +366,6 @@ def test_bad_argument_exits_2_with_one_line_before_loading_data(case, workdir):
     assert Path("/proc/version").read_bytes() == proc_version
 
 
-@contextlib.contextmanager
-def _as_other_user() -> Iterator[None]:
-    """Run the block as a user without root's powers (root may write anywhere); as anyone else, as is."""
-    if os.geteuid() != 0:
-        yield
-        return
-    os.setegid(NOBODY)
-    os.seteuid(NOBODY)
-    try:
-        yield
-    finally:
-        os.seteuid(0)
-        os.setegid(0)
-
-
 @pytest.mark.parametrize(
     ("mode", "words"),
     [(0o555, "cannot create a file in {folder} (Permission denied)"), (0o000, "cannot look there (Permission denied)")],
@@ -397,7 +380,7 @@ def test_save_where_we_may_not_write_is_refused_before_training(mode, words, cap
         folder.mkdir()
         folder.chmod(mode)
         monkeypatch.setattr(cli, "load_dataset", lambda *a, **k: pytest.fail("the data was loaded"))
-        with _as_other_user(), pytest.raises(SystemExit) as info:
+        with as_other_user(), pytest.raises(SystemExit) as info:
             cli.main(["--save", str(folder / "m.npz")])
         assert info.value.code == 2
         err = capsys.readouterr().err.strip().splitlines()
