@@ -134,6 +134,20 @@ def test_train_shows_each_epoch_then_history_and_grid(app):
     html = grid_html(app)
     assert html.count("<figure") == 9 and "Ankle boot" in html  # the first test image is an ankle boot
     assert len(app.get("download_button")) >= 2
+    weights_shown_are_the_models(app)
+
+
+def weights_shown_are_the_models(app) -> None:
+    """The strip under the curves holds the ten columns of the session's current W, in class order."""
+    from ui import charts  # noqa: PLC0415
+
+    strip = next(h.proto.body for h in app.get("html") if "weights-strip" in h.proto.body)
+    sources = re.findall(r'src="(data:image/png;base64,[^"]+)"', strip)
+    model = app.session_state.session.model
+    assert sources == [charts.png_data_uri(image) for image in charts.weight_images(model.W)]
+    assert len(sources) == 10 and "weights of class Ankle boot" in strip
+    red = charts.weight_images(model.W)[0]  # class 0's map is not the untrained noise: it changed with training
+    assert not np.array_equal(red, charts.weight_images(np.zeros_like(model.W))[0])
 
 
 def test_continue_step_stop_and_reset(app):

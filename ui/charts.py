@@ -196,3 +196,30 @@ def image_maps_figure(
         }
     layout["annotations"] = annotations
     return {"data": traces, "layout": layout}
+
+
+# --- Train page: the ten columns of W beside the curves --------------------------------------------------------------
+
+
+def weight_images(W: np.ndarray) -> np.ndarray:
+    """The columns of W (784, c) as c RGB images (c, 28, 28, 3): red where a pixel raises the class's score, blue where it
+    lowers it, white at 0, on one scale for all classes (the 99th percentile of |w|: a few large weights would wash out the rest)."""
+    maps = np.asarray(W, dtype=np.float32).T.reshape(-1, 28, 28)  # (c, 28, 28)
+    scale = float(np.percentile(np.abs(maps), 99)) or 1.0
+    t = np.clip(maps / scale, -1.0, 1.0)[..., None]  # (c, 28, 28, 1) in [-1, 1]
+    red, white, blue = np.array([178, 24, 43], np.float32), np.float32(255), np.array([33, 102, 172], np.float32)
+    rgb = np.where(t >= 0, white + t * (red - white), white + (-t) * (blue - white))
+    return rgb.round().astype(np.uint8)
+
+
+def weights_strip_html(W: np.ndarray, class_names: Sequence[str], size: int) -> str:
+    """The ten columns of W as small images in a row, each captioned with its class (no <figure>: not test images)."""
+    cells = "".join(
+        f'<div style="text-align:center;width:{size + 4}px">'
+        f'<img src="{png_data_uri(image)}" width="{size}" height="{size}" alt="weights of class {html.escape(name)}" '
+        f'style="image-rendering:pixelated;border-radius:3px;display:block;margin:auto">'
+        f'<div style="font-size:0.8em;line-height:1.2;margin-top:2px;overflow:hidden;text-overflow:ellipsis;white-space:nowrap">'
+        f"{html.escape(name)}</div></div>"
+        for image, name in zip(weight_images(W), class_names)
+    )
+    return f'<div style="display:flex;flex-wrap:wrap;gap:6px" data-testid="weights-strip">{cells}</div>'

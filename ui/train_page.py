@@ -47,7 +47,8 @@ def render() -> None:
     session = get_session()
     session.redraw = False  # this run draws the whole page
     light = first_paint()
-    controls = sidebar_controls(extra_query={"sid": owner_token()})
+    member = st.session_state.get("board_member")  # a class board's student keeps the board in the address
+    controls = sidebar_controls(extra_query={"sid": owner_token(), **({"board": member.code} if member else {})})
     if controls.presenter:  # the sidebar hides Advanced in presenter view, but a presenter sets the pace for the room
         st.sidebar.selectbox("Pace", list(PACES), key="pace", persist_state="session",
                              help="Slow motion for a class: wait so each epoch takes at least this long.")
@@ -151,11 +152,24 @@ def live(session: Session, controls: Controls, dataset, light: bool = False) -> 
         st.container(height=height, border=False)
         return
     st.plotly_chart(curves(session, overlays, height, font), key="curves", config={"displaylogo": False})
+    weights_strip(session, dataset, controls.presenter)
     st.code("\n".join(log_lines(run)), language=None, wrap_lines=True)  # a divergence line is long
     test_image_grid(session, dataset, controls.presenter, training=job is not None)
 
 
 LIVE_AFTER = 1.0  # seconds an epoch must take before the chart shows the running figures within it
+
+
+def weights_strip(session: Session, dataset, presenter: bool) -> None:
+    """The ten columns of W as small images under the curves, as after the chart's last point (redrawn when it changes)."""
+    size = 84 if presenter else 52
+    key = (id(session.state), size)  # a new state each epoch (or manual step); the same while the page only polls
+    cached = session.cache.get("weights")
+    if cached is None or cached[0] != key:
+        session.cache["weights"] = cached = (key, charts.weights_strip_html(session.model.W, dataset.class_names, size))
+    st.caption("What each class looks for: its column of W as an image (red raises the class's score, blue lowers it), "
+               f"after epoch {session.run.trained_epochs}.")
+    st.html(cached[1])
 
 
 def curves(session: Session, overlays: list[Run], height: int, font: int):
