@@ -231,6 +231,7 @@ def test_an_epoch_trained_in_slices_is_the_epoch_trained_at_once(fashion):
     for index in range(2):
         epoch = sliced.begin_epoch(config, index)
         assert (epoch.index, epoch.lr, epoch.total, epoch.done, epoch.finished) == (index, 0.1, 600, 0, False)
+        assert epoch.losses.dtype == np.float32 and epoch.losses.shape == (600,)  # one float32 per sample
         assert all(math.isnan(figure) for figure in epoch.running())
         sliced.train_batches(config, epoch, until=0.0)  # the time has passed: exactly one batch
         assert epoch.done == 100 and not epoch.finished
@@ -239,6 +240,7 @@ def test_an_epoch_trained_in_slices_is_the_epoch_trained_at_once(fashion):
         sliced.train_batches(config, epoch, until=time.perf_counter() + 3600, on_progress=lambda done, total: seen.append((done, total)))
         assert epoch.finished and epoch.done == epoch.total
         record = sliced.end_epoch(config, epoch)
+        assert record.train_loss == float(np.mean(epoch.losses, dtype=np.float64))  # summed in float64
         assert dataclasses.replace(record, seconds=0.0) == dataclasses.replace(expected[index], seconds=0.0)
         assert record.seconds >= epoch.seconds > 0
     assert seen[:5] == [(200, 600), (300, 600), (400, 600), (500, 600), (600, 600)]
@@ -363,3 +365,16 @@ def test_the_pieces_of_file_messages():
     assert _listing({"x" * 40: None, "y" * 41: None}) == f"arrays {'x' * 40}, (an oddly named entry)"
     assert _short("x" * 40) == "x" * 40
     assert _short("y" * 41) == "y" * 39 + "…"
+
+
+@pytest.mark.parametrize("broken", ["loss", "W", "b"])
+def test_end_epoch_refuses_a_non_finite_loss_or_model(fashion, broken):
+    trainer = small_trainer(fashion)
+    config = TrainConfig(batch_size=200)
+    epoch = trainer.begin_epoch(config, 0)
+    trainer.train_batches(config, epoch)
+    target = {"loss": epoch.losses, "W": trainer.model.W, "b": trainer.model.b}[broken]
+    target.flat[0] = np.nan
+    with pytest.raises(TrainingDiverged) as info:
+        trainer.end_epoch(config, epoch)
+    assert info.value.epoch == 1 and trainer.epochs_done == 0

@@ -170,6 +170,14 @@ def test_a_resumed_run_continues_the_schedule(fashion, schedule):
     assert records[0].lr <= config.lr / 2  # the third epoch's rate, not the first's again
 
 
+def test_stable_softmax_agrees_where_the_naive_one_would_overflow(fashion):
+    """Scores near 1000 (exp overflows at 89 in float32): both sides stay finite and agree with the stable softmax."""
+    twins = pair(fashion, 1000)
+    twins.trainer.model.b[...] = twins.b[...] = np.float32(1000) + np.arange(10, dtype=np.float32) / 10
+    records = twins.run_both(TrainConfig(epochs=1))
+    assert math.isfinite(records[0].train_loss)
+
+
 def test_naive_softmax_agrees_where_it_does_not_overflow(fashion):
     records = pair(fashion).run_both(TrainConfig(softmax="naive", epochs=2))
     assert all(math.isfinite(r.train_loss) for r in records)
