@@ -33,6 +33,7 @@ from softmax_core import (
     logsumexp,
     naive_softmax,
     softmax,
+    training,
 )
 from softmax_core.model import _and, _bytes, _listing, _short, temporary_path
 
@@ -241,6 +242,7 @@ def test_an_epoch_trained_in_slices_is_the_epoch_trained_at_once(fashion):
         assert epoch.finished and epoch.done == epoch.total
         record = sliced.end_epoch(config, epoch)
         assert record.train_loss == float(np.mean(epoch.losses, dtype=np.float64))  # summed in float64
+        assert (record.test_loss, record.test_acc) == sliced.evaluate("test")
         assert dataclasses.replace(record, seconds=0.0) == dataclasses.replace(expected[index], seconds=0.0)
         assert record.seconds >= epoch.seconds > 0
     assert seen[:5] == [(200, 600), (300, 600), (400, 600), (500, 600), (600, 600)]
@@ -378,3 +380,25 @@ def test_end_epoch_refuses_a_non_finite_loss_or_model(fashion, broken):
     with pytest.raises(TrainingDiverged) as info:
         trainer.end_epoch(config, epoch)
     assert info.value.epoch == 1 and trainer.epochs_done == 0
+
+
+def test_epoch_seconds_add_up_over_slices_and_the_evaluation(fashion, monkeypatch):
+    """With a clock that moves 10 s per reading: 20 s for a slice that read it once between batches, 10 s for the rest,
+    then 10 s for the evaluation."""
+    trainer = small_trainer(fashion)
+    config = TrainConfig(batch_size=200)
+    epoch = trainer.begin_epoch(config, 0)
+    readings = iter(range(1000, 100_000, 10))
+    monkeypatch.setattr(training.time, "perf_counter", lambda: float(next(readings)))
+    trainer.train_batches(config, epoch, until=0.0)
+    assert (epoch.done, epoch.seconds) == (200, 20.0)
+    trainer.train_batches(config, epoch)
+    assert (epoch.done, epoch.seconds) == (600, 30.0)
+    assert trainer.end_epoch(config, epoch).seconds == 40.0
+
+
+def test_training_keeps_floating_point_errors_to_itself(fashion):
+    """Overflow in the naive softmax is a TrainingDiverged, even when the caller has asked NumPy to raise."""
+    trainer = small_trainer(fashion)
+    with np.errstate(all="raise"), pytest.raises(TrainingDiverged):
+        trainer.train_epoch(TrainConfig(lr=10, softmax="naive", batch_size=50), 0)
