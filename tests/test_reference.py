@@ -229,9 +229,10 @@ def test_the_reference_defaults_are_the_lessons(fashion):
     for default, explicit in zip(runs[0][1:3], runs[1][1:3]):
         np.testing.assert_array_equal(default, explicit)
     assert not runs[0][3][0].any()  # without momentum the velocity is not used
-    W0, grad = np.ones(3), np.full(3, 2.0)
-    ref.sgd([W0], [grad], 0.1, [np.zeros(3)])
-    np.testing.assert_allclose(W0, 0.8)
+    W0, grad, velocity = np.ones(3), np.full(3, 2.0), [np.zeros(3)]
+    for _ in range(2):  # plain steps: the second is as long as the first
+        ref.sgd([W0], [grad], 0.1, velocity)
+    np.testing.assert_allclose(W0, 0.6)
 
 
 def test_the_reference_epoch_counts_every_sample_once(fashion):
