@@ -314,6 +314,7 @@ def test_scores_probabilities_and_predictions_of_real_images(fashion):
     loss, acc = model.evaluate(X, labels)
     assert loss == pytest.approx(float(np.mean(scipy_logsumexp(z, axis=1) - z[np.arange(50), labels])), rel=1e-5)
     assert acc == np.mean(np.argmax(z, axis=1) == labels) and 0 < acc < 1
+    assert loss == float(np.mean(cross_entropy(model.logits(X), labels), dtype=np.float64))  # summed in float64
 
 
 def test_copy_is_independent_and_finiteness_looks_at_both_arrays():
@@ -335,6 +336,10 @@ def test_save_writes_atomically_through_a_symlink(tmp_path):
     assert (tmp_path / "link.npz").is_symlink()
     np.testing.assert_array_equal(SoftmaxRegression.load(tmp_path / "real.npz").W, model.W)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["link.npz", "real.npz"]  # no temporary file left
+    model.save(tmp_path / "new.npz")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "new.npz").stat().st_mode & 0o777 == 0o666 & ~umask  # a data file: never executable
     name = temporary_path(tmp_path / "m.npz").name
     assert re.fullmatch(rf"\.m\.npz\.{os.getpid()}-[0-9a-f]{{8}}\.tmp", name)
     assert temporary_path(tmp_path / "m.npz") != temporary_path(tmp_path / "m.npz")
@@ -363,6 +368,8 @@ def test_the_pieces_of_file_messages():
     assert _listing({}) == "no arrays"
     assert _listing({"W.npy": None}) == "array W"
     assert _listing({f"a{i}.npy": None for i in range(7)}) == "arrays a0, a1, a2, a3, a4 and 2 more"
+    assert _listing({f"a{i}.npy": None for i in range(6)}) == "arrays a0, a1, a2, a3, a4 and 1 more"
+    assert _listing({f"a{i}.npy": None for i in range(5)}) == "arrays a0, a1, a2, a3, a4"
     assert _listing({"b.npy": None, "<b>x</b>.npy": None}) == "arrays (an oddly named entry), b"
     assert _listing({"x" * 40: None, "y" * 41: None}) == f"arrays {'x' * 40}, (an oddly named entry)"
     assert _short("x" * 40) == "x" * 40
