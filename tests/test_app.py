@@ -333,7 +333,7 @@ def test_a_continue_at_another_rate_keeps_both_in_the_history_csv_and_chart(app)
 
     rows = list(csv.DictReader(io.StringIO(csv_bytes(epoch_rows(run)).decode())))
     assert [(r["epoch"], r["lr"], r["segment"], r["epochs asked"]) for r in rows] == [
-        ("0", "", "", ""), ("1", "0.1", "train", "2"), ("2", "0.1", "train", "2"), ("3", "0.2", "continue", "1")]
+        ("0", "0.0", "", ""), ("1", "0.1", "train", "2"), ("2", "0.1", "train", "2"), ("3", "0.2", "continue", "1")]
     # The chart marks where the Continue began, with its settings, on both plots.
     layout = curves(app)["layout"]
     lines = [s for s in layout["shapes"] if s["line"]["dash"] == "dot"]

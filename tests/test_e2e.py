@@ -484,7 +484,7 @@ def test_continue_at_another_rate_is_marked_and_in_the_csv(app: Page) -> None:
     with app.expect_download(timeout=WAIT) as info:
         button(app, "All runs as CSV").click()
     rows = list(csv.DictReader(io.StringIO(Path(info.value.path()).read_text())))
-    assert [(r["epoch"], r["lr"]) for r in rows] == [("0", ""), ("1", "0.1"), ("2", "0.1"), ("3", "0.2")], rows
+    assert [(r["epoch"], r["lr"]) for r in rows] == [("0", "0.0"), ("1", "0.1"), ("2", "0.1"), ("3", "0.2")], rows
     shot(app, "12_continued_at_0.2")
 
 

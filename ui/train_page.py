@@ -405,8 +405,9 @@ def epoch_rows(run: Run) -> list[dict]:
     rows = []
     for record in run.records:
         seg = run.segment_of(record.epoch)
+        # The record's own lr is the rate that epoch used (a schedule changes it); the segment's is its starting one.
         rows.append({**record.as_dict(), "segment": seg["kind"] if seg else "",
-                     **{name: seg[name] if seg else "" for name in (*SETTINGS, "epochs")}})
+                     **{name: seg[name] if seg else "" for name in (*SETTINGS, "epochs") if name != "lr"}})
     for row in rows:
         row["epochs asked"] = row.pop("epochs")
     return rows
