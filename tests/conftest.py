@@ -17,6 +17,7 @@ import contextlib
 import functools
 import inspect
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -205,3 +206,20 @@ def as_other_user() -> Iterator[None]:
     finally:
         os.seteuid(0)
         os.setegid(0)
+
+
+LESSON_EPOCH_1 = {"loss": 0.78848, "train acc": 0.748, "test acc": 0.785}  # seed 0, lr 0.1, batch 256, float32
+_EPOCH_LINE = re.compile(r"epoch 1, loss (\d\.\d{4}), train acc (\d\.\d{3}), test acc (\d\.\d{3})")
+
+
+def is_lesson_epoch_1(line: str) -> bool:
+    """True for the lesson's first epoch line: its format exactly, its figures within a printed digit of the lesson's.
+
+    The loss is 0.788481, 3e-5 from a rounding edge: another float32 BLAS may print 0.7884, which is as right.
+    """
+    match = _EPOCH_LINE.fullmatch(line)
+    if match is None:
+        return False
+    loss, train_acc, test_acc = (float(g) for g in match.groups())
+    return (abs(loss - LESSON_EPOCH_1["loss"]) <= 1.5e-4 and abs(train_acc - LESSON_EPOCH_1["train acc"]) <= 1.5e-3
+            and abs(test_acc - LESSON_EPOCH_1["test acc"]) <= 1.5e-3)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import re
 import time
 from pathlib import Path
@@ -18,6 +17,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from softmax_core import DATASETS
+from tests.conftest import is_lesson_epoch_1
 
 CLASS_NAMES = DATASETS["fashion-mnist"].class_names
 WAIT = 20_000  # ms: a bounded wait for anything the page has to redraw
@@ -232,7 +232,7 @@ def test_train_draws_one_point_per_epoch(app: Page) -> None:
     wait_idle(app)
     lines = epoch_lines(app)
     assert [int(re.match(r"epoch (\d+),", line).group(1)) for line in lines] == list(range(1, epochs + 1)), lines
-    assert lines[0] == "epoch 1, loss 0.7885, train acc 0.748, test acc 0.785"  # the lesson's figures for seed 0
+    assert is_lesson_epoch_1(lines[0])  # the lesson's figures for seed 0
     for line in lines:
         assert re.fullmatch(r"epoch \d+, loss \d\.\d{4}, train acc 0\.\d{3}, test acc 0\.\d{3}", line), line
     expect(metric(app, "Epoch")).to_have_text(str(epochs))
@@ -255,7 +255,7 @@ def test_train_draws_one_point_per_epoch(app: Page) -> None:
     assert text.startswith("epoch,train_loss,"), text[:200]
     assert {"epoch", "train_loss", "train_acc", "test_loss", "test_acc"} <= set(rows[0]), rows[0].keys()
     assert [int(r["epoch"]) for r in rows] == list(range(epochs + 1))
-    assert f"{float(rows[1]['train_loss']):.4f}" == "0.7885"
+    assert float(rows[1]["train_loss"]) == pytest.approx(0.78848, abs=2e-5)
     assert f"{float(rows[-1]['test_acc']):.3f}" == f"{final_acc:.3f}"
 
 
@@ -282,7 +282,7 @@ def test_stop_continue_step_reset(app: Page) -> None:
     assert epoch_lines(app) == stopped
     assert curve_epochs(app) == list(range(done + 1))
     assert [int(re.match(r"epoch (\d+),", line).group(1)) for line in stopped] == list(range(1, done + 1))
-    assert stopped[0] == "epoch 1, loss 0.7885, train acc 0.748, test acc 0.785"
+    assert is_lesson_epoch_1(stopped[0])
     said = status(app).filter(has_text="Stopped").inner_text()
     kept = f"after epoch {done}." if f"after epoch {done}." in said else "epoch 1 is kept" if done == 1 else f"epochs 1-{done} are kept"
     assert kept in said, f"the status says {said!r} but the log has {done} epochs: {stopped}"  # stopped between or within epochs

@@ -92,7 +92,7 @@ def render() -> None:
     active = get_engine().training()
     # Every poll is a script run on the server: forty pages polling fast would leave it no time for anything
     # else, so the pace slows as more sessions train (at most about ten runs a second in all).
-    poll = (0.1 if active <= 1 else min(0.1 * active, 1.0)) if session.job is not None else None
+    poll = (0.1 if active <= 1 else min(max(0.25, active / POLLS_PER_SECOND), 5.0)) if session.job is not None else None
     st.fragment(live, run_every=poll)(session, controls, dataset, light)
     if light:
         st.session_state.drawn_light = True
@@ -158,6 +158,7 @@ def live(session: Session, controls: Controls, dataset, light: bool = False) -> 
 
 
 LIVE_AFTER = 1.0  # seconds an epoch must take before the chart shows the running figures within it
+POLLS_PER_SECOND = 8  # live-area runs per second the server does for all training sessions together (30 sessions: every 3.75 s)
 
 
 def weights_strip(session: Session, dataset, presenter: bool) -> None:
