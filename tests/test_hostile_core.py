@@ -25,6 +25,7 @@ from softmax_core import DataError, ModelFileError, SoftmaxRegression, cli, data
 from softmax_core.data import FILES, load_dataset, load_folder
 
 from .conftest import REPO, as_other_user
+from .test_data import _link_folder
 
 NAMES = tuple(FILES.values())
 
@@ -437,16 +438,9 @@ def places(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, Path]:
     return roots
 
 
-def _link(folder: Path, source: Path, names=NAMES) -> Path:
-    folder.mkdir(parents=True)
-    for f in names:
-        (folder / f).symlink_to(source / f)
-    return folder
-
-
 def _damage(folder: Path, data_root: Path, dataset: str, file_name: str) -> Path:
     """folder/ with the real files but file_name cut in half."""
-    _link(folder, data_root / dataset, [f for f in NAMES if f != file_name])
+    _link_folder(folder, data_root / dataset, [f for f in NAMES if f != file_name])
     (folder / file_name).write_bytes((data_root / dataset / file_name).read_bytes()[:1000])
     return folder / file_name
 
@@ -458,7 +452,7 @@ def _damage(folder: Path, data_root: Path, dataset: str, file_name: str) -> Path
      ("cache", "mnist", "download cache")],
 )
 def test_source_kind_says_which_place_without_the_path(where, dataset, kind, places, data_root):
-    _link(places[where] / dataset, data_root / dataset)
+    _link_folder(places[where] / dataset, data_root / dataset)
     loaded = load_dataset(dataset, places["explicit"] if where == "explicit" else None, download=False,
                           cache_dir=places["cache"])
     assert loaded.source == places[where] / dataset and loaded.source_kind == kind
@@ -466,8 +460,8 @@ def test_source_kind_says_which_place_without_the_path(where, dataset, kind, pla
 
 
 def test_explicit_root_missing_the_data_set_is_an_error_not_another_source(places, data_root):
-    _link(places["env"] / "mnist", data_root / "mnist")
-    _link(places["explicit"] / "fashion-mnist", data_root / "fashion-mnist")
+    _link_folder(places["env"] / "mnist", data_root / "mnist")
+    _link_folder(places["explicit"] / "fashion-mnist", data_root / "fashion-mnist")
     with pytest.raises(DataError) as info:
         load_dataset("mnist", places["explicit"], cache_dir=places["cache"])  # download=True: still not replaced
     assert str(info.value).startswith(f"{places['explicit'] / 'mnist'} (folder given with --data-dir) does not exist")
@@ -491,7 +485,7 @@ def test_damaged_file_names_the_file_to_remove_or_replace(where, fix, places, da
 
 def test_a_fresh_download_is_not_hidden_by_a_damaged_folder_earlier_in_the_order(places, data_root):
     bad = _damage(places["env"] / "mnist", data_root, "mnist", NAMES[0])
-    downloaded = _link(places["cache"] / "mnist", data_root / "mnist")  # as fetch() leaves it
+    downloaded = _link_folder(places["cache"] / "mnist", data_root / "mnist")  # as fetch() leaves it
     with pytest.raises(DataError, match=f"^{bad} is not a complete gzip file"):
         load_dataset("mnist", download=False, cache_dir=places["cache"])
     preferred = load_dataset("mnist", download=False, cache_dir=places["cache"], prefer=downloaded)
@@ -504,7 +498,7 @@ def test_a_fresh_download_is_not_hidden_by_a_damaged_folder_earlier_in_the_order
 
 
 def test_load_folder_of_a_partial_folder_names_what_is_missing(places, data_root):
-    folder = _link(places["cache"] / "mnist", data_root / "mnist", NAMES[:3])
+    folder = _link_folder(places["cache"] / "mnist", data_root / "mnist", NAMES[:3])
     with pytest.raises(DataError) as info:
         load_folder("mnist", folder, cache_dir=places["cache"])
     assert str(info.value) == (f"{folder} holds only part of MNIST digits; missing: {NAMES[3]}. "
@@ -513,7 +507,7 @@ def test_load_folder_of_a_partial_folder_names_what_is_missing(places, data_root
 
 def test_gzip_bomb_in_a_data_folder_is_refused_by_its_size(places, data_root, tmp_path):
     """Not a memory test (the files are 55 MB when whole): a label file claiming 10^9 items is a DataError."""
-    folder = _link(places["explicit"] / "mnist", data_root / "mnist", NAMES[:3])
+    folder = _link_folder(places["explicit"] / "mnist", data_root / "mnist", NAMES[:3])
     (folder / NAMES[3]).write_bytes(gzip.compress((0x801).to_bytes(4, "big") + (10**9).to_bytes(4, "big") + bytes(1000)))
     with pytest.raises(DataError, match="should hold 1000000008 bytes for 1000000000 items but holds 1008"):
         load_dataset("mnist", places["explicit"], download=False, cache_dir=places["cache"])
