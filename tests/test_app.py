@@ -456,3 +456,38 @@ def test_no_data_says_what_download_does(tmp_path, monkeypatch):
         assert at.button(key="download_fashion-mnist").label.startswith("Download Fashion-MNIST")
     finally:
         get_dataset.clear()
+
+
+def test_download_button_is_what_the_page_then_uses(tmp_path, monkeypatch, data_root):
+    """A damaged folder in SOFTMAX_DATA_DIR: the page says which file; Download (from a loopback mirror) and the page trains on it."""
+    from tests.test_data import Mirror  # noqa: PLC0415
+    from ui.data import get_dataset  # noqa: PLC0415
+
+    real = {ds: {f: (data_root / ds / f).read_bytes() for f in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+                                                                "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")}
+            for ds in ("fashion-mnist",)}
+    damaged = tmp_path / "root" / "fashion-mnist"
+    damaged.mkdir(parents=True)
+    for name, body in real["fashion-mnist"].items():
+        (damaged / name).write_bytes(body[: len(body) // 2] if name.startswith("t10k-labels") else body)
+    mirror = Mirror(real)
+    monkeypatch.setenv("SOFTMAX_DATA_DIR", str(tmp_path / "root"))
+    monkeypatch.setenv("SOFTMAX_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("SOFTMAX_DATA_MIRRORS", mirror.url("good", "fashion-mnist"))
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setattr("softmax_core.data.SYSTEM_ROOTS", ())
+    get_dataset.clear()
+    try:
+        at = AppTest.from_file(str(REPO / "dashboard.py"), default_timeout=120).run()
+        no_exception(at)
+        assert any("t10k-labels-idx1-ubyte.gz" in c.value for c in at.code), [c.value for c in at.code]  # which file
+        at.button(key="download_fashion-mnist").click().run()
+        at.run()
+        no_exception(at)
+        assert sorted(mirror.hits("good")) == sorted(real["fashion-mnist"]), "the page did not download the four files"
+        assert not at.error, [e.value for e in at.error]
+        assert "download cache" in " ".join(c.value for c in at.caption)  # the page now reads what it downloaded
+        assert log_text(at).startswith("untrained test acc")
+    finally:
+        mirror.close()
+        get_dataset.clear()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from pathlib import Path
 
 import streamlit as st
 
@@ -16,13 +17,17 @@ from .session import Setup, untrained_record
 _LOG = logging.getLogger(__name__)
 
 
+_downloaded: dict[str, Path] = {}  # data set -> the cache folder a Download button filled (read first from then on)
+
+
 @st.cache_resource(show_spinner="Loading the data set…", max_entries=len(DATASETS))
 def get_dataset(name: str) -> Dataset:
     """The data set from the usual places (never downloads: that is the user's choice, see data_missing_ui).
 
-    Its arrays are memory-mapped from files the training workers map too: one copy for the whole server.
+    What the page's Download button fetched is read first, so a damaged folder earlier in the search order
+    cannot hide it. The arrays are memory-mapped from files the training workers map too: one copy for the server.
     """
-    return share(load_dataset(name, download=False))
+    return share(load_dataset(name, download=False, prefer=_downloaded.get(name)))
 
 
 @st.cache_resource(show_spinner=False, max_entries=256)
@@ -58,7 +63,12 @@ def data_missing_ui(name: str, err: DataError) -> None:
     """Say plainly that the data is not on this server, what Download will do and how long it takes; offer it."""
     title = DATASETS[name].title
     size = 30 if name == "fashion-mnist" else 11  # MB of the four gzip files
-    st.warning(f"**{title} is not on this server yet**, so there is nothing to train on.", icon=":material/cloud_download:")
+    if "downloading is switched off" in str(err):  # found nowhere: the usual first start
+        st.warning(f"**{title} is not on this server yet**, so there is nothing to train on.", icon=":material/cloud_download:")
+    else:  # a damaged or partial folder: say which file, and that a download is read before it from then on
+        st.error(f"**{title} could not be loaded.** Download fetches a fresh copy that this server then reads first; "
+                 "or do what the message says.", icon=":material/error:")
+        st.code(str(err), language=None, wrap_lines=True)
     st.markdown(
         f"**Download {title}** fetches its four files (about {size} MB) from the internet, checks each one against its "
         f"known hash and keeps them in this server's download cache, so it happens only once. That takes about "
@@ -72,7 +82,7 @@ def data_missing_ui(name: str, err: DataError) -> None:
             bar.progress(min(done / total, 1.0) if total else 0.0, text=f"{file_name}: {done / 1e6:.1f} of {total / 1e6:.1f} MB")
 
         try:
-            fetch(name, default_cache_dir(), progress)
+            _downloaded[name] = fetch(name, default_cache_dir(), progress)
         except DataError as download_err:
             st.error(f"The download failed.\n\n```\n{download_err}\n```")
             return
