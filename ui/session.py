@@ -203,18 +203,6 @@ class Session:
         """The model to show (the same as model: the state only ever holds finished epochs)."""
         return self.model
 
-    @property
-    def progress(self) -> tuple[int, int]:
-        """Samples done in the epoch on its way, and in all ((0, 0) before the job's first turn)."""
-        job = self._job
-        return job.progress if job is not None else (0, 0)
-
-    @property
-    def waiting(self) -> bool:
-        """True while the job waits for its first turn on a worker."""
-        job = self.job
-        return job is not None and job.status == "queued"
-
     def new_model(
         self, dataset: Dataset, setup: Setup, config: TrainConfig, model: SoftmaxRegression | None = None, label: str = "",
         initial: EpochRecord | None = None,

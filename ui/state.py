@@ -13,8 +13,8 @@ from threadpoolctl import threadpool_limits
 from softmax_core import DataError, ModelFileError, SoftmaxRegression
 from softmax_core.engine import Engine
 
-from .data import get_dataset
 from .controls import escape_markdown
+from .data import get_dataset
 from .run_store import ENV_RUNS_DB, TOKEN_LENGTH, RunStore, RunStoreError, new_owner_token, open_store, valid_token
 from .saver import Saver, saver_for
 from .session import Run, Session

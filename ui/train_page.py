@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import csv
 import io
-from html import escape as html_escape
 import math
 import time
 from dataclasses import replace
+from html import escape as html_escape
 
 import numpy as np
 import streamlit as st
