@@ -7,6 +7,7 @@ import math
 import os
 import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -52,6 +53,13 @@ def same_run(a: Run, b: Run) -> bool:
     return json.dumps(a.to_dict(), sort_keys=True) == json.dumps(b.to_dict(), sort_keys=True)
 
 
+def free_port() -> int:
+    """A port the OS hands out now (it may be taken again before it is used: the caller retries)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 @pytest.fixture(scope="session")
 def postgres_url() -> str:
     """A throwaway PostgreSQL server (Debian's postgresql package) on loopback, run as the postgres user."""
@@ -61,11 +69,16 @@ def postgres_url() -> str:
     bin_dir = binaries[-1].parent
     folder = Path(tempfile.mkdtemp(prefix="softmax-pg-"))  # not under pytest's 0700 folder: postgres must enter it
     os.chmod(folder, 0o777)
-    port = 54000 + os.getpid() % 1000
     as_postgres = ["su", "postgres", "-s", "/bin/sh", "-c"] if os.geteuid() == 0 else ["sh", "-c"]
-    start = (f"{bin_dir}/initdb -D {folder}/data -U postgres --auth=trust -E UTF8 >/dev/null && "
-             f"{bin_dir}/pg_ctl -D {folder}/data -o '-k {folder} -p {port} -c listen_addresses=127.0.0.1' -l {folder}/log -w start >/dev/null")
-    subprocess.run([*as_postgres, start], check=True, timeout=120)
+    subprocess.run([*as_postgres, f"{bin_dir}/initdb -D {folder}/data -U postgres --auth=trust -E UTF8 >/dev/null"], check=True, timeout=120)
+    for _ in range(5):  # a free port can be taken by another process before the server binds it: take another
+        port = free_port()
+        started = subprocess.run([*as_postgres, f"{bin_dir}/pg_ctl -D {folder}/data -o '-k {folder} -p {port} "
+                                  f"-c listen_addresses=127.0.0.1' -l {folder}/log -w start >/dev/null"], check=False, timeout=120)
+        if started.returncode == 0:
+            break
+    else:
+        pytest.fail(f"PostgreSQL did not start in 5 tries; its log:\n{(folder / 'log').read_text()[-2000:]}", pytrace=False)
     yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
     subprocess.run([*as_postgres, f"{bin_dir}/pg_ctl -D {folder}/data -m immediate stop >/dev/null"], check=False, timeout=60)
     shutil.rmtree(folder, ignore_errors=True)
