@@ -146,10 +146,8 @@ class Job:
             if not self.active:
                 return False  # cancelled meanwhile: the slice is dropped
             if result.error or result.diverged:
-                self.status = "failed" if result.error else "diverged"
-                self.message = f"by an error in training: {result.error}" if result.error else result.diverged
-                self._current, self._epoch = self.committed, None
-                self._end()
+                self._end("failed" if result.error else "diverged",
+                          f"by an error in training: {result.error}" if result.error else result.diverged)
                 return False
             self._current, self._epoch = result.state, result.epoch
             if result.epoch is not None:
@@ -170,18 +168,19 @@ class Job:
                 self._not_before = max(self._began + self.pace * len(self.records), now + DRAW_WAIT if self._drawn < record.epoch else now)
             if self.listener is not None:
                 self.listener.on_epoch(self, record)
-            if finished:
-                self._end()
+            if finished and self.listener is not None:
+                self.listener.on_end(self)
             return not finished
 
     def _fail(self, message: str) -> None:
         with self.lock:
             if self.active:
-                self.status, self.message = "failed", message
-                self._current, self._epoch = self.committed, None
-                self._end()
+                self._end("failed", message)
 
-    def _end(self) -> None:
+    def _end(self, status: str, message: str) -> None:
+        """Stop with this status: back to the state after the last finished epoch, and tell the listener."""
+        self.status, self.message = status, message
+        self._current, self._epoch = self.committed, None
         if self.listener is not None:
             self.listener.on_end(self)
 

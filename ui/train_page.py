@@ -161,16 +161,22 @@ LIVE_AFTER = 1.0  # seconds an epoch must take before the chart shows the runnin
 POLLS_PER_SECOND = 8  # live-area runs per second the server does for all training sessions together (30 sessions: every 3.75 s)
 
 
+def drawn_for_model(session: Session, name: str, key: object, draw):
+    """draw(), kept in session.cache until the model or key changes (a new state each epoch or manual step, never
+    while the page only polls)."""
+    cached = session.cache.get(name)
+    if cached is None or cached[0] is not session.state or cached[1] != key:
+        session.cache[name] = cached = (session.state, key, draw())
+    return cached[2]
+
+
 def weights_strip(session: Session, dataset, presenter: bool) -> None:
     """The ten columns of W as small images under the curves, as after the chart's last point (redrawn when it changes)."""
     size = 84 if presenter else 52
-    key = (id(session.state), size)  # a new state each epoch (or manual step); the same while the page only polls
-    cached = session.cache.get("weights")
-    if cached is None or cached[0] != key:
-        session.cache["weights"] = cached = (key, charts.weights_strip_html(session.model.W, dataset.class_names, size))
+    html = drawn_for_model(session, "weights", size, lambda: charts.weights_strip_html(session.model.W, dataset.class_names, size))
     st.caption("What each class looks for: its column of W as an image (red raises the class's score, blue lowers it), "
                f"after epoch {session.run.trained_epochs}.")
-    st.html(cached[1])
+    st.html(html)
 
 
 def curves(session: Session, overlays: list[Run], height: int, font: int):
@@ -437,9 +443,7 @@ def test_image_grid(session: Session, dataset, presenter: bool, training: bool) 
     labels, names = dataset.test_labels, dataset.class_names
     seed = int(st.session_state.get("grid_seed", 0))
     # The page is redrawn several times an epoch while training: the grid changes only with the model.
-    key = (session.run.id, len(session.run.records), session.job is None, mode, count, klass, seed, presenter)
-    cached = session.cache.get("grid")
-    if cached is None or cached[0] != key:
+    def draw() -> tuple:
         model = session.display_model  # during training: as after the last finished epoch
         indices = pick_images(model, dataset.test_images, labels, mode, count, klass, seed)
         probs = softmax(model.image_logits(dataset.test_images[indices]))  # (count, 10)
@@ -448,8 +452,9 @@ def test_image_grid(session: Session, dataset, presenter: bool, training: bool) 
         html = charts.image_grid_html(dataset.test_images[indices], titles, size, per_row) if len(indices) else ""
         if presenter and html:  # the presenter view's styles stretch it to the page's width, nine to a row
             html = f'<div class="presenter-grid">{html}</div>'
-        session.cache["grid"] = cached = (key, indices, probs, html)
-    _, indices, probs, html = cached
+        return indices, probs, html
+
+    indices, probs, html = drawn_for_model(session, "grid", (session.run.id, mode, count, klass, seed, presenter), draw)
     if not len(indices):
         st.info("Every test image is classified correctly." if mode == "misclassified" else "No images to show.")
         return
