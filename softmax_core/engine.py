@@ -31,7 +31,8 @@ from .worker import Slice, SliceResult
 
 ENV_WORKERS = "SOFTMAX_WORKERS"  # how many worker processes (default: one per core)
 SLICE_SECONDS = 0.25  # the longest turn a job gets before the next job's
-STARVE_SECONDS = 4.0  # no job waits longer than this for its next turn
+STARVE_SECONDS = 4.0  # a job that has waited this long for its next turn is starving
+STARVE_SHARE = 4  # every STARVE_SHARE-th turn goes to the longest-starving job (the others: least work left first)
 DRAW_WAIT = 0.15  # an epoch waits this long at most for the page to draw the one before (one chart point each)
 # Work left is estimated from the samples and batches still to train (seconds on one core, roughly): small
 # batches cost far more per sample than large ones.
@@ -240,6 +241,7 @@ class Engine:
         self._cond = threading.Condition()
         self._closed = False
         self._in_flight = 0  # slices being trained right now
+        self._turns = 0  # turns handed out (every STARVE_SHARE-th may go to a starving job)
         self._workers = [_Worker() for _ in range(workers or default_workers())]
         self._threads = [threading.Thread(target=self._serve, args=(w,), name=f"engine-{i}", daemon=True)
                          for i, w in enumerate(self._workers)]
@@ -288,8 +290,10 @@ class Engine:
     def _take(self) -> Job | None:
         """The next job whose turn it is; waits for one. None once closed.
 
-        A job that has waited STARVE_SECONDS goes first (the longest-waiting of them); otherwise the one with
-        the least work left.
+        The job with the least work left goes first: a class that presses Train together then sees its runs
+        finish one after another from the first seconds on, rather than all at the end. So that no job waits
+        for ever behind shorter ones, every STARVE_SHARE-th turn goes to the job that has waited longest, once
+        it has waited STARVE_SECONDS.
         """
         with self._cond:
             while not self._closed:
@@ -297,8 +301,12 @@ class Engine:
                 self._queue = [job for job in self._queue if job.active]  # stopped while they waited
                 ready = [job for job in self._queue if job._not_before <= now]
                 if ready:
+                    self._turns += 1
                     starving = [job for job in ready if now - job._waiting_since >= STARVE_SECONDS]
-                    job = min(starving, key=lambda j: j._waiting_since) if starving else min(ready, key=Job.work_left)
+                    if starving and self._turns % STARVE_SHARE == 0:
+                        job = min(starving, key=lambda j: j._waiting_since)
+                    else:
+                        job = min(ready, key=Job.work_left)
                     self._queue.remove(job)
                     self._in_flight += 1
                     return job

@@ -214,7 +214,11 @@ def test_sliders_update_the_url(app: Page) -> None:
 
 
 def test_train_draws_one_point_per_epoch(app: Page) -> None:
-    """Train: the chart gains one point per epoch, the log shows the lesson's figures, the CSV has every epoch."""
+    """Train: the chart gains one point per epoch, the log shows the lesson's figures, the CSV has every epoch.
+
+    The browser's own timer reruns the live area only every 15 s (PUSHED_POLL): the points between come from
+    the server's pushes when an epoch ends (ui/push.py).
+    """
     epochs = 6  # 5 intermediate states: a loaded machine may draw two epochs at once now and then
     open_app(app)
     set_slider(app, "Epochs", ["Home"] + ["ArrowRight"] * (epochs - 1))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import io
 from collections.abc import Sequence
@@ -121,8 +122,18 @@ def png_data_uri(image: np.ndarray) -> str:
     from PIL import Image  # noqa: PLC0415 -- imported when first drawn, like plotly above
 
     buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="PNG")
+    Image.fromarray(image).save(buffer, format="PNG", compress_level=1)  # redrawn every epoch: fast beats a few bytes less
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def image_uri(image: np.ndarray) -> str:
+    """png_data_uri of a test image, kept: every page shows the same few images again after every epoch."""
+    return _cached_uri(image.tobytes(), image.shape)
+
+
+@functools.lru_cache(maxsize=2048)
+def _cached_uri(pixels: bytes, shape: tuple[int, ...]) -> str:
+    return png_data_uri(np.frombuffer(pixels, dtype=np.uint8).reshape(shape))
 
 
 def image_grid_html(images: np.ndarray, titles: Sequence[tuple[str, str, bool]], size: int, per_row: int) -> str:
@@ -133,7 +144,7 @@ def image_grid_html(images: np.ndarray, titles: Sequence[tuple[str, str, bool]],
         mark = "✓" if ok else "✗"
         cells.append(
             f'<figure style="margin:0;text-align:center;width:{size + 8}px">'
-            f'<img src="{png_data_uri(image)}" width="{size}" height="{size}" alt="test image {number}: {html.escape(true)}" '
+            f'<img src="{image_uri(image)}" width="{size}" height="{size}" alt="test image {number}: {html.escape(true)}" '
             f'style="image-rendering:pixelated;border:4px solid {color};border-radius:3px;display:block;margin:auto">'
             f'<figcaption style="font-size:0.85em;line-height:1.25;margin-top:2px">'
             f'<span style="opacity:0.6">#{number}:</span> {html.escape(true)}<br>'

@@ -178,6 +178,8 @@ class Session:
         self.redraw = False  # a job ended: the whole page (history, buttons) needs drawing again
         self.pace = 0.0  # seconds an epoch takes at least (slow motion for a class)
         self.alive: Callable[[], bool] = lambda: True  # False once the browser tab is gone
+        self.poke: Callable[[], None] = lambda: None  # the job has news for the page (set by the page: a server push)
+        self.pushed = False  # the server pushes the page's live redraws (ui/push.py)
         self.on_change: Callable[[Run, SoftmaxRegression | None], None] | None = None  # e.g. save to the run store
         self.store_problem = ""  # why runs are not being saved, if they are not
         self.cache: dict[str, tuple] = {}  # the page's drawings of the current state, keyed by what they show
@@ -327,6 +329,7 @@ class Session:
         self.changed()
         if job.active and not self.alive():  # nobody is watching any more
             self.stop("when the page was closed")
+        self.poke()
 
     def on_end(self, job: Job) -> None:
         """The job finished, diverged or failed."""
@@ -338,3 +341,4 @@ class Session:
             self.run.status, self.run.message = "stopped", job.message
         self.redraw = True
         self.changed()
+        self.poke()

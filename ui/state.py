@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import logging
 import os
 import threading
@@ -27,6 +28,11 @@ def configure_server() -> None:
     Many pages evaluate models side by side (training runs in the engine's worker processes): one BLAS
     thread each is faster than BLAS threads that wait for one another.
     """
+    _limit_blas()
+
+
+@functools.cache  # the entry point runs on every page run; finding the BLAS libraries takes milliseconds
+def _limit_blas() -> None:
     threadpool_limits(1, user_api="blas")
 
 

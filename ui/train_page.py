@@ -17,6 +17,7 @@ from softmax_core import ModelFileError, SoftmaxRegression, TrainConfig, softmax
 from . import charts
 from .controls import PACES, Controls, escape_markdown, sidebar_controls, student_link_query
 from .data import dataset_or_help, epoch_zero
+from .push import PUSHER
 from .session import SETTING_NAMES, SETTINGS, Run, Session, Setup, show_setting
 from .state import forget_runs, get_engine, get_session, owner_token, presenter_css, store_notice, store_problem
 
@@ -87,13 +88,7 @@ def render() -> None:
             "largest logit before exp (log-sum-exp), so exp never overflows. The lesson's naive softmax (Softmax under "
             "Advanced, outside presenter view) shows the overflow at this rate."
         )
-    # While training, only the live area reruns, on a timer that slows down as more sessions train:
-    # a server that falls behind its reruns drops their output, so polling must stay well within its means.
-    active = get_engine().training()
-    # Every poll is a script run on the server: forty pages polling fast would leave it no time for anything
-    # else, so the pace slows as more sessions train (at most about ten runs a second in all).
-    poll = (0.1 if active <= 1 else min(max(0.25, active / POLLS_PER_SECOND), 5.0)) if session.job is not None else None
-    st.fragment(live, run_every=poll)(session, controls, dataset, light)
+    st.fragment(live, run_every=poll_every(session))(session, controls, dataset, light)
     if light:
         st.session_state.drawn_light = True
         painted_signal(key="first_paint", on_painted_change=lambda: None, height=0)
@@ -131,6 +126,8 @@ def live(session: Session, controls: Controls, dataset, light: bool = False) -> 
     if session.redraw:  # the job ended since the last full run: history, buttons and downloads changed
         session.redraw = False
         st.rerun()
+    target = PUSHER.attach(lambda: live_state(session), LIVE_AFTER)
+    session.poke, session.pushed = (target.poke, True) if target is not None else (lambda: None, False)
     run, job = session.run, session.job
     session.shown(run.trained_epochs)
     # Drawn in page order, no empty placeholders first: each element replaces its old self in place.
@@ -158,7 +155,33 @@ def live(session: Session, controls: Controls, dataset, light: bool = False) -> 
 
 
 LIVE_AFTER = 1.0  # seconds an epoch must take before the chart shows the running figures within it
-POLLS_PER_SECOND = 8  # live-area runs per second the server does for all training sessions together (30 sessions: every 3.75 s)
+POLLS_PER_SECOND = 8  # where the server cannot push: live-area runs per second for all training sessions together
+PUSHED_POLL = 15.0  # s: where the server pushes redraws, the browser's own timer is only a safety net
+
+
+def poll_every(session: Session) -> float | None:
+    """How often the browser reruns the live area while a job trains (None: it does not).
+
+    The server pushes a redraw when an epoch ends (ui/push.py). Where it cannot, every poll is a script
+    run on the server, so the pace slows as more sessions train: a server that falls behind its reruns
+    drops their output, and forty pages polling fast would leave it no time for anything else.
+    """
+    if session.job is None:
+        return None
+    if session.pushed:
+        return PUSHED_POLL
+    active = get_engine().training()
+    return 0.1 if active <= 1 else min(max(0.25, active / POLLS_PER_SECOND), 5.0)
+
+
+def live_state(session: Session) -> tuple | None:
+    """What of the job a live redraw would show: None without a job, else (status, seconds into the epoch, 2 % steps done)."""
+    job = session.job
+    if job is None:
+        return None
+    done, total = job.progress
+    began = job.epoch_began
+    return job.status, 0.0 if began is None else time.monotonic() - began, 50 * done // total if total else 0
 
 
 def drawn_for_model(session: Session, name: str, key: object, draw):
@@ -204,7 +227,7 @@ def curves(session: Session, overlays: list[Run], height: int, font: int):
         readable(spec["layout"], font)
         if partial is not None:
             add_running_points(spec, *partial)
-        session.cache["curves"] = cached = (key, go.Figure(spec))
+        session.cache["curves"] = cached = (key, go.Figure(spec, _validate=False))  # built by charts.py, checked by the tests
     return cached[1]
 
 
@@ -491,8 +514,6 @@ def pick_images(model: SoftmaxRegression, images: np.ndarray, labels: np.ndarray
 
 def run_history(session: Session, presenter: bool = False) -> None:
     """Every run of this session in a table; the ones picked are overlaid on the charts."""
-    import pandas as pd  # noqa: PLC0415 -- not in a tab's light first run; here, before the first Train waits for it
-
     st.subheader("Run history")
     if not session.runs:
         st.caption("Each Train starts a run; finished and stopped runs are kept here for this session.")
@@ -502,15 +523,12 @@ def run_history(session: Session, presenter: bool = False) -> None:
         st.session_state.overlay = [i for i in st.session_state.overlay if i in names]
     st.multiselect("Overlay on the charts", list(names), format_func=names.get, key="overlay", persist_state="session",
                    placeholder="Pick runs to compare with the current one")
-    table = pd.DataFrame([r.summary() for r in session.runs]).set_index("run")
-    # A figure a run does not have yet (an untrained or loaded model's training figures) is a dash, not "None".
-    styled = table.style.format({"test acc": "{:.3f}", "train acc": "{:.3f}", "train loss": "{:.4f}", "σ": "{:g}",
-                                 "seconds": "{:.2f}"}, na_rep="—")
+    table = run_table(session.runs)
     if presenter:  # an HTML table: its text takes the presenter view's size (a data grid draws on a canvas)
-        st.table(styled)
+        st.table(table)
     else:
-        changed = [name for name in table.columns if table[name].astype(str).str.contains("→").any()]  # "0.1 → 0.2" needs room
-        st.dataframe(styled, width="stretch", column_config={name: st.column_config.TextColumn(width="medium") for name in changed})
+        changed = [name for name in table.columns if any("→" in str(v) for v in table[name])]  # "0.1 → 0.2" needs room
+        st.dataframe(table, width="stretch", column_config={name: st.column_config.TextColumn(width="medium") for name in changed})
     every = [{"run": r.id, **row} for r in session.runs for row in epoch_rows(r)]
     cols = st.columns([1, 1, 3])
     cols[0].download_button("All runs as CSV", csv_bytes(every), icon=":material/download:", file_name="softmax-runs.csv", mime="text/csv", key="csv_all", on_click="ignore")
@@ -519,6 +537,22 @@ def run_history(session: Session, presenter: bool = False) -> None:
     if not store_problem(session):
         cols[2].caption(":material/bookmark: Runs are saved on this server under the link in the address bar: bookmark it to come back to "
                         "them. That link is yours alone: to share the settings with a class, use **Link for students** in the sidebar.")
+
+
+FIGURE_FORMATS = {"test acc": "{:.3f}", "train acc": "{:.3f}", "train loss": "{:.4f}", "σ": "{:g}", "seconds": "{:.2f}"}
+
+
+def run_table(runs: list[Run]):
+    """The run history as shown: one row per run, its figures as text, a dash where a run has none (a loaded model's loss).
+
+    Formatted here rather than by a pandas Styler, which cost the server about 20 ms on every run of the page.
+    """
+    import pandas as pd  # noqa: PLC0415 -- not in a tab's light first run
+    rows = []
+    for run in runs:
+        row = run.summary()
+        rows.append({**row, **{name: "—" if row[name] is None else form.format(row[name]) for name, form in FIGURE_FORMATS.items()}})
+    return pd.DataFrame(rows).set_index("run")
 
 
 def model_files(session: Session, dataset, controls: Controls) -> None:

@@ -1,0 +1,170 @@
+"""Server-side redraws of the live area: the server reruns a page's live fragment when its job has news.
+
+With a browser timer per page (`st.fragment(run_every=...)`), thirty training pages cost the server a
+script run each every few seconds whether or not anything changed, and the server, not the training,
+was what made a class wait. Here the job's listener pokes the page when an epoch ends or the job ends,
+and one thread per server reruns that page's live fragment once (never two at a time for a page).
+While an epoch runs slowly, the same thread redraws the running figures within it, within a budget of
+runs per second for all pages together.
+
+Streamlit has no public call for a rerun that the server starts, so this uses its runtime the way its
+own file watcher does (AppSession.request_rerun, on the server's event loop); where that is missing
+(AppTest, bare mode, another Streamlit) `attach` returns False and the page polls as before.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
+_LOG = logging.getLogger(__name__)
+
+IN_FLIGHT_LIMIT = 3.0  # s: a pushed run not drawn by then is taken as lost and pushed again
+PROGRESS_RUNS_PER_SECOND = 4.0  # within-epoch redraws per second, all pages together (epoch ends are not counted)
+PROGRESS_EVERY = 0.25  # s: the most often one page redraws its progress (one page alone)
+TICK = 0.05  # s: how often the pusher looks at slow epochs
+
+
+@dataclass
+class Target:
+    """One page's live fragment, and what of its job it has drawn."""
+
+    session_id: str
+    fragment_id: str
+    app: object  # the page's AppSession
+    job_state: object  # () -> None (no job) or (status, seconds into the epoch on its way, what a redraw would show)
+    live_after: float  # s: redraw within an epoch only once it has run this long
+    version: int = 0  # pokes so far
+    drawn_version: int = -1  # the version the last run of the live area began with
+    drawn_state: object = None
+    drawn_at: float = 0.0
+    pushed_at: float | None = None  # a pushed run not drawn yet
+    closed: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def poke(self) -> None:
+        """Something the page shows changed (an epoch or the job ended): redraw soon. Never waits."""
+        with self.lock:
+            self.version += 1
+        PUSHER.wake()
+
+
+class Pusher:
+    """The server's one thread that reruns live areas (see the module's docstring)."""
+
+    def __init__(self) -> None:
+        self._targets: dict[str, Target] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.pushes = 0  # runs requested, for benchmarks and tests
+        self.progress_pushes = 0
+
+    def attach(self, job_state, live_after: float) -> Target | None:
+        """Called by the live area as it runs: remember how to rerun it; None where the server cannot push."""
+        found = _current_run()
+        if found is None:
+            return None
+        session_id, fragment_id, app = found
+        with self._lock:
+            target = self._targets.get(session_id)
+            if target is None or target.fragment_id != fragment_id or target.app is not app:
+                target = self._targets[session_id] = Target(session_id, fragment_id, app, job_state, live_after)
+            target.job_state = job_state
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._serve, name="live-push", daemon=True)
+                self._thread.start()
+        with target.lock:
+            target.drawn_version, target.drawn_state = target.version, job_state()
+            target.drawn_at, target.pushed_at = time.monotonic(), None
+        return target
+
+    def wake(self) -> None:
+        """Look at the pages now (a poke)."""
+        self._wake.set()
+
+    def _serve(self) -> None:
+        budget, last = 0.0, time.monotonic()
+        while True:
+            self._wake.wait(TICK)
+            self._wake.clear()
+            now = time.monotonic()
+            budget = min(PROGRESS_RUNS_PER_SECOND, budget + (now - last) * PROGRESS_RUNS_PER_SECOND)
+            last = now
+            with self._lock:
+                targets = list(self._targets.values())
+            progress = []
+            for target in targets:
+                if not _alive(target.app):
+                    with self._lock:
+                        if self._targets.get(target.session_id) is target:
+                            del self._targets[target.session_id]
+                    continue
+                with target.lock:
+                    if target.pushed_at is not None and now - target.pushed_at < IN_FLIGHT_LIMIT:
+                        continue  # one run at a time per page: the next push waits until this one has drawn
+                    if target.version != target.drawn_version:
+                        self._push(target, now)
+                        continue
+                state, drawn = target.job_state(), target.drawn_state
+                if state is not None and state[0] == "training" and state[1] >= target.live_after \
+                        and (drawn is None or state[2] != drawn[2]) and now - target.drawn_at >= PROGRESS_EVERY:
+                    progress.append(target)
+            # Slow epochs' running figures: the longest-undrawn pages first, as many as the budget allows.
+            progress.sort(key=lambda t: t.drawn_at)
+            for target in progress:
+                if budget < 1.0:
+                    break
+                budget -= 1.0
+                with target.lock:
+                    self._push(target, now)
+                self.progress_pushes += 1
+
+    def _push(self, target: Target, now: float) -> None:
+        target.pushed_at = now
+        self.pushes += 1
+        try:
+            _request_fragment_run(target.app, target.fragment_id)
+        except Exception:  # a closed session or a changed runtime: the page's slow timer still redraws it
+            _LOG.debug("could not push a live redraw", exc_info=True)
+
+
+PUSHER = Pusher()
+
+
+def _current_run():
+    """(session id, fragment id, AppSession) of the fragment running on this thread, or None."""
+    try:
+        from streamlit import runtime  # noqa: PLC0415
+        from streamlit.runtime.scriptrunner import get_script_run_ctx  # noqa: PLC0415
+        from streamlit.runtime.scriptrunner_utils.script_run_context import ThreadState  # noqa: PLC0415
+
+        ctx = get_script_run_ctx(suppress_warning=True)
+        if ctx is None or not runtime.exists():
+            return None
+        fragment_id = ThreadState.get().fragment_id
+        info = runtime.get_instance()._session_mgr.get_active_session_info(ctx.session_id)  # noqa: SLF001
+        if not fragment_id or info is None or not hasattr(info.session, "_event_loop"):
+            return None
+        return ctx.session_id, fragment_id, info.session
+    except Exception:  # another Streamlit: the page polls instead
+        _LOG.debug("live redraws cannot be pushed here", exc_info=True)
+        return None
+
+
+def _alive(app) -> bool:
+    from streamlit import runtime  # noqa: PLC0415
+
+    return runtime.exists() and runtime.get_instance().is_active_session(app.id)
+
+
+def _request_fragment_run(app, fragment_id: str) -> None:
+    """Ask the page's AppSession, on the server's event loop, to rerun one fragment (as a browser timer would)."""
+    from streamlit.proto.ClientState_pb2 import ClientState  # noqa: PLC0415
+
+    last = app._client_state  # noqa: SLF001 -- the page and address of the page's last run
+    state = ClientState(query_string=last.query_string, page_script_hash=last.page_script_hash,
+                        fragment_id=fragment_id, is_auto_rerun=True)
+    app._event_loop.call_soon_threadsafe(app.request_rerun, state)  # noqa: SLF001
