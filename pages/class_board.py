@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 
 import pandas as pd
+import plotly.graph_objects as go
 import streamlit as st
 
 from softmax_core import DATASETS
@@ -56,7 +57,12 @@ def main() -> None:
         join_section(board, key)
     elif member is not None and member.code == code:
         member_section(store, member)
+    controls = bool(key) and not board.closed
+    if controls:
+        st.session_state.board_controls_for = controls_signature(board)
     st.fragment(live, run_every=None if board.closed else REFRESH)(store, code, key, board.closed)
+    if controls:  # outside the live area: its redraw every second would close the entry list under the teacher's pointer
+        teacher_controls(store, board, key)
     if key:
         with st.expander("Teacher link (keep it to yourself: it can pin, remove and close)"):
             st.code(bd.teacher_link(base_url(), board.code, key), language=None, wrap_lines=True)
@@ -180,7 +186,7 @@ def member_section(store, member: bd.Member) -> None:
 
 
 def live(store, code: str, key: str, was_closed: bool) -> None:
-    """The counts, the two charts, the table and the teacher's controls, redrawn every REFRESH seconds."""
+    """The counts, the two charts and the table, redrawn every REFRESH seconds."""
     try:
         board = bd.read_board(store, code)
     except bd.BoardError as err:
@@ -188,6 +194,8 @@ def live(store, code: str, key: str, was_closed: bool) -> None:
         return
     if board.closed and not was_closed:  # closed meanwhile: the whole page drops its QR code and stops refreshing
         st.rerun(scope="app")
+    if key and not board.closed and controls_signature(board) != st.session_state.get("board_controls_for"):
+        st.rerun(scope="app")  # an entry came or went, or the pin moved: the teacher's controls list the entries anew
     best = bd.ranked(board)
     cols = st.columns(4)
     cols[0].metric("Students joined", board.members)
@@ -208,15 +216,16 @@ def live(store, code: str, key: str, was_closed: bool) -> None:
     else:
         if best:  # the charts show finished epochs: none yet while every run is in its first one
             left, right = st.columns(2)
-            left.plotly_chart(bd.scatter_figure(board, FONT), key="board_scatter", config={"displaylogo": False})
-            right.plotly_chart(bd.curves_figure(board, FONT), key="board_curves", config={"displaylogo": False})
+            # Figure objects built without Plotly's validation of every trace (a dict is validated on every draw,
+            # each second, tens of milliseconds with a class's thirty entries); tests check the dicts.
+            left.plotly_chart(go.Figure(bd.scatter_figure(board, FONT), _validate=False), key="board_scatter", config={"displaylogo": False})
+            right.plotly_chart(go.Figure(bd.curves_figure(board, FONT), _validate=False), key="board_curves", config={"displaylogo": False})
         else:
             st.markdown("The runs are in their first epoch: the charts come with the first finished one.")
         table(board)
-    if key and not board.closed:
-        teacher_controls(store, board, key)
     if key or board.closed:
-        st.download_button("Download all entries (CSV)", bd.board_csv(board), file_name=f"class-board-{code}.csv", mime="text/csv",
+        # Made when clicked: the board changes every second while a class trains.
+        st.download_button("Download all entries (CSV)", lambda: bd.board_csv(bd.read_board(store, code)), file_name=f"class-board-{code}.csv", mime="text/csv",
                            icon=":material/download:", key="board_csv", on_click="ignore")
 
 
@@ -236,12 +245,22 @@ def table(board: bd.Board) -> None:
         st.dataframe(frame, hide_index=True, column_config=config, row_height=ROW_HEIGHT, height=min(ROW_HEIGHT * (len(frame) + 1) + 3, 12 * ROW_HEIGHT))
 
 
+def controls_signature(board: bd.Board) -> tuple:
+    """What the teacher's controls show of the board: its entries' labels and the pin."""
+    return board.pinned, tuple(entry_labels(board).items())
+
+
+def entry_labels(board: bd.Board) -> dict[int, str]:
+    """Each entry's number and how the teacher's entry list names it."""
+    return {e.number: f"#{e.number} {e.nickname} (lr {e.settings['lr']:g}, batch {e.settings['batch_size']})" for e in board.entries}
+
+
 def teacher_controls(store, board: bd.Board, key: str) -> None:
     """Pin an entry for everyone, remove one, or close the board."""
     if notice := st.session_state.pop("board_notice", ""):
         st.warning(notice)
-    numbers = [e.number for e in board.entries]
-    labels = {e.number: f"#{e.number} {e.nickname} (lr {e.settings['lr']:g}, batch {e.settings['batch_size']})" for e in board.entries}
+    labels = entry_labels(board)
+    numbers = list(labels)
     cols = st.columns([3, 1, 1, 1, 1], vertical_alignment="bottom")
     pick = cols[0].selectbox("Entry", numbers, format_func=labels.get, index=None, placeholder="choose an entry", key="board_pick")
     cols[1].button("Pin", icon=":material/push_pin:", key="board_pin", disabled=pick is None, on_click=act, args=(bd.pin, store, board.code, key, pick))
@@ -259,7 +278,7 @@ def act(operation, *args) -> None:
         operation(*args)
     except bd.BoardError as err:
         st.session_state.board_notice = str(err)
-    st.session_state.pop("board_pick", None)
+    st.session_state.board_pick = None  # set, not deleted: the browser's list then forgets the choice too (picking it again works)
 
 
 main()

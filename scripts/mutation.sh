@@ -6,7 +6,7 @@
 # The run happens in a work folder outside the repository (MUTATION_WORKDIR, default a fresh temporary folder):
 # mutmut writes its mutants/ folder in the current directory and reads its settings from pyproject.toml, and the
 # repository's tree and pyproject.toml are shared with others. Keep the folder to re-run only what changed.
-# The machine is shared with benchmarks: one mutant at a time (--max-children 1), nice 19, one BLAS thread.
+# The machine is shared with benchmarks: one mutant at a time (--max-children 1), nice 19 (MUTATION_NICE), one BLAS thread.
 # Each mutant runs only the tests that call its function (mutmut's per-function test selection), and those
 # tests use small real-data subsets; the slow full-data figures of test_training.py are left out.
 # Prints the score per file: killed / (killed + survived + no tests + timeouts + suspicious).
@@ -61,7 +61,7 @@ timeout_multiplier = 5.0
 EOF
 
 cd "$work"
-nice -n 19 mutmut run --max-children 1 "$@" || echo "mutmut run exited with status $?" >&2
+nice -n "${MUTATION_NICE:-19}" mutmut run --max-children 1 "$@" || echo "mutmut run exited with status $?" >&2
 
 # The score per file, from mutmut's own results (mutants/<file>.meta). A timeout counts as detected.
 nice -n 19 python - <<'EOF'

@@ -1,7 +1,9 @@
-"""The class board in Chromium, on two servers that share one run store: start, join, publish, leave, close (pin and remove: AppTest)."""
+"""The class board in Chromium, on two servers that share one run store: start, join, publish, pin, remove, leave, close."""
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -73,10 +75,36 @@ def test_a_class_board_across_two_servers(sessions: Sessions, start_dashboards, 
     expect(student.get_by_test_id("stMain").get_by_text(f"as {nickname}")).to_be_visible(timeout=BOARD_WAIT)  # the badge
     expect(student.get_by_role("button", name="Pin")).to_have_count(0)  # pin, remove and close are the teacher's
     expect(board_metric(teacher, "Students joined")).to_have_text("1")
+
+    # The teacher pins the entry (the entry list stays open while the board redraws every second): it is
+    # highlighted on the teacher's board and on the student's view of it. Then the teacher removes it.
+    entry = teacher.get_by_test_id("stSelectbox").filter(has_text="Entry").get_by_role("combobox")
+    entry.click()
+    teacher.wait_for_timeout(2500)  # two of the board's redraws with the list open
+    teacher.get_by_role("option", name=re.compile(rf"^#1 {re.escape(nickname)} ")).click()
+    teacher.get_by_role("button", name="Pin", exact=True).click()
+    pinned = re.compile(rf"Pinned: #1 {re.escape(nickname)}")
+    expect(teacher.get_by_text(pinned)).to_be_visible(timeout=BOARD_WAIT)
+    expect(student.get_by_text(pinned)).to_be_visible(timeout=BOARD_WAIT)
+    assert expect_rows(teacher, lambda rows: len(rows) == 1 and rows[0].get("pinned") == "true")
+    teacher.screenshot(path="/tmp/e2e_board_pinned.png")
+    with teacher.expect_download(timeout=BOARD_WAIT) as info:  # the CSV is made when clicked
+        teacher.get_by_role("button", name="Download all entries (CSV)").click()
+    entries = list(csv.DictReader(io.StringIO(Path(info.value.path()).read_text())))
+    assert info.value.suggested_filename == f"class-board-{code}.csv"
+    assert {(e["nickname"], e["status"], e["pinned"], e["epochs"]) for e in entries} == {(nickname, "finished", "1", "2")}, entries
+    assert [e["epoch"] for e in entries][-2:] == ["1", "2"], entries  # a row per epoch
+    wait_idle(teacher)
+    entry.click()
+    teacher.get_by_role("option", name=re.compile(rf"^#1 {re.escape(nickname)} ")).click()
+    teacher.get_by_role("button", name="Remove", exact=True).click()
+    expect(teacher.get_by_text("No runs yet")).to_be_visible(timeout=BOARD_WAIT)
+    expect(student.get_by_text("No runs yet")).to_be_visible(timeout=BOARD_WAIT)
+    expect(student.get_by_text(pinned)).to_have_count(0)
+    expect(board_metric(teacher, "Students joined")).to_have_text("1")  # removing an entry keeps its student on the board
     student.get_by_role("button", name="Change nickname or leave").click()
     student.get_by_role("button", name=re.compile("Leave the board")).click()
     expect(board_metric(teacher, "Students joined")).to_have_text("0", timeout=BOARD_WAIT)
-    expect(teacher.get_by_text("No runs yet")).to_be_visible(timeout=BOARD_WAIT)  # leaving takes the student's runs off
 
     # Close: the board says so, offers the CSV, and takes no new student.
     teacher.get_by_role("button", name="Close board").click()

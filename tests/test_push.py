@@ -84,14 +84,15 @@ def test_a_closed_page_is_forgotten(pusher):
     assert app.runs == []
 
 
-def test_slow_epochs_are_redrawn_within_a_budget_for_all_pages(pusher):
+def test_slow_epochs_are_redrawn_within_a_budget_for_all_pages(pusher, monkeypatch):
     """Forty pages in slow epochs whose progress keeps changing: their redraws stay within the budget, shared out."""
+    monkeypatch.setattr(push, "IN_FLIGHT_LIMIT", 60.0)  # these pages draw only when told to below: no push is taken as lost
     step = iter(range(10**9))
     pages = [FakeApp(f"p{i}") for i in range(40)]
     for app in pages:
         draw(pusher, app, lambda: ("training", 5.0, next(step)))  # always something new to show
     began = time.monotonic()
-    assert until(lambda: sum(len(a.runs) for a in pages) >= 8)
+    assert until(lambda: sum(len(a.runs) for a in pages) >= 4)
     for app in pages:  # each page draws what was pushed, so it may be pushed again
         if app.runs:
             draw(pusher, app, lambda: ("training", 5.0, next(step)))
