@@ -409,3 +409,23 @@ def test_training_keeps_floating_point_errors_to_itself(fashion):
     trainer = small_trainer(fashion)
     with np.errstate(all="raise"), pytest.raises(TrainingDiverged):
         trainer.train_epoch(TrainConfig(lr=10, softmax="naive", batch_size=50), 0)
+
+
+def test_image_logits_are_float32_and_the_float64_product_to_its_rounding():
+    """The app's scores stay float32 (the guide's numerics), whatever the chunk, and agree with a float64 product."""
+    rng = np.random.default_rng(3)
+    model = SoftmaxRegression.init(rng)
+    model.b[:] = rng.normal(0, 0.1, 10).astype(np.float32)
+    images = rng.integers(0, 256, (700, 28, 28), dtype=np.uint8)
+    want = images.reshape(700, -1).astype(np.float64) @ model.W.astype(np.float64) / 255 + model.b
+    for chunk in (1, 256, 699, 4096):
+        z = model.image_logits(images, chunk=chunk)
+        assert z.dtype == np.float32 and z.shape == (700, 10)
+        np.testing.assert_allclose(z, want, rtol=0, atol=2e-6)
+
+
+def test_a_trainer_refuses_pixels_that_are_not_uint8_and_says_so():
+    rng = np.random.default_rng(0)
+    with pytest.raises(TypeError, match=r"uint8 pixels 0\.\.255, got float32"):
+        Trainer(SoftmaxRegression.init(rng), np.zeros((4, 28, 28), np.float32), np.zeros(4, np.intp),
+                np.zeros((2, 28, 28), np.uint8), np.zeros(2, np.intp), rng)
