@@ -17,9 +17,9 @@ from .model import SoftmaxRegression
 from .shared import SharedData
 from .training import EpochProgress, EpochRecord, TrainConfig, Trainer, TrainingDiverged, TrainState
 
-NICENESS = 3  # workers yield the cores to the page server, which has forty pages to keep moving
-# (not more: where browsers share the machine, as on a teacher's laptop, a worker at nice 10 got about a tenth
-# of a core beside each busy Chromium tab; 10 tabs: epoch 5 after 75 s at nice 10, 69 s at nice 3)
+NICENESS = 10  # workers yield the cores to the page server, which has forty pages to keep moving
+# (measured: at nice 3, 30 emulated sessions went from click to epoch 5 in median 42.5 s instead of 13-16 s:
+# a page server that waits for the cores draws every page late; 10 real tabs gained little, 69 s against 75 s)
 
 
 @dataclass
