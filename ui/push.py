@@ -42,7 +42,6 @@ class Target:
     drawn_state: object = None
     drawn_at: float = 0.0
     pushed_at: float | None = None  # a pushed run not drawn yet
-    closed: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def poke(self) -> None:
@@ -60,8 +59,7 @@ class Pusher:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
-        self.pushes = 0  # runs requested, for benchmarks and tests
-        self.progress_pushes = 0
+        self.progress_pushes = 0  # redraws within slow epochs (tests check the budget with it)
 
     def attach(self, job_state, live_after: float) -> Target | None:
         """Called by the live area as it runs: remember how to rerun it; None where the server cannot push."""
@@ -125,7 +123,6 @@ class Pusher:
 
     def _push(self, target: Target, now: float) -> None:
         target.pushed_at = now
-        self.pushes += 1
         try:
             _request_fragment_run(target.app, target.fragment_id)
         except Exception:  # a closed session or a changed runtime: the page's slow timer still redraws it

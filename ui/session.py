@@ -14,6 +14,8 @@ from softmax_core.engine import Engine, Job
 from softmax_core.model import SIGMA
 from softmax_core.shared import shared_ref
 
+from .push import Target
+
 
 @dataclass(frozen=True)
 class Setup:
@@ -178,8 +180,7 @@ class Session:
         self.redraw = False  # a job ended: the whole page (history, buttons) needs drawing again
         self.pace = 0.0  # seconds an epoch takes at least (slow motion for a class)
         self.alive: Callable[[], bool] = lambda: True  # False once the browser tab is gone
-        self.poke: Callable[[], None] = lambda: None  # the job has news for the page (set by the page: a server push)
-        self.pushed = False  # the server pushes the page's live redraws (ui/push.py)
+        self.push: Target | None = None  # where the server pushes the page's live redraws (ui/push.py), set by the page
         self.on_change: Callable[[Run, SoftmaxRegression | None], None] | None = None  # e.g. save to the run store
         self.store_problem = ""  # why runs are not being saved, if they are not
         self.cache: dict[str, tuple] = {}  # the page's drawings of the current state, keyed by what they show
@@ -315,6 +316,11 @@ class Session:
         if job is not None:
             job.drawn(epoch)
 
+    def news(self) -> None:
+        """The job has news for the page: the server redraws its live area (where it can push; else the page polls)."""
+        if self.push is not None:
+            self.push.poke()
+
     # ------------------------------------------------------------------ the job's listener (engine threads)
 
     def on_epoch(self, job: Job, record: EpochRecord) -> None:
@@ -329,7 +335,7 @@ class Session:
         self.changed()
         if job.active and not self.alive():  # nobody is watching any more
             self.stop("when the page was closed")
-        self.poke()
+        self.news()
 
     def on_end(self, job: Job) -> None:
         """The job finished, diverged or failed."""
@@ -341,4 +347,4 @@ class Session:
             self.run.status, self.run.message = "stopped", job.message
         self.redraw = True
         self.changed()
-        self.poke()
+        self.news()

@@ -22,17 +22,13 @@ from .session import Run, Session
 
 _LOG = logging.getLogger(__name__)
 
+@functools.cache  # the entry point runs on every page run: the settings are made once (finding the BLAS libraries takes milliseconds)
 def configure_server() -> None:
     """Process-wide settings of the page server, called by the entry point (importing changes nothing).
 
     Many pages evaluate models side by side (training runs in the engine's worker processes): one BLAS
     thread each is faster than BLAS threads that wait for one another.
     """
-    _limit_blas()
-
-
-@functools.cache  # the entry point runs on every page run; finding the BLAS libraries takes milliseconds
-def _limit_blas() -> None:
     threadpool_limits(1, user_api="blas")
 
 

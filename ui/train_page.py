@@ -126,8 +126,7 @@ def live(session: Session, controls: Controls, dataset, light: bool = False) -> 
     if session.redraw:  # the job ended since the last full run: history, buttons and downloads changed
         session.redraw = False
         st.rerun()
-    target = PUSHER.attach(lambda: live_state(session), LIVE_AFTER)
-    session.poke, session.pushed = (target.poke, True) if target is not None else (lambda: None, False)
+    session.push = PUSHER.attach(lambda: live_state(session), LIVE_AFTER)
     run, job = session.run, session.job
     session.shown(run.trained_epochs)
     # Drawn in page order, no empty placeholders first: each element replaces its old self in place.
@@ -168,7 +167,7 @@ def poll_every(session: Session) -> float | None:
     """
     if session.job is None:
         return None
-    if session.pushed:
+    if session.push is not None:
         return PUSHED_POLL
     active = get_engine().training()
     return 0.1 if active <= 1 else min(max(0.25, active / POLLS_PER_SECOND), 5.0)
