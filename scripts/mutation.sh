@@ -42,6 +42,7 @@ pytest_add_cli_args_test_selection = [
     "tests/test_reference.py",
     "tests/test_training.py",
     "tests/test_mutants.py",
+    "tests/test_model_file.py",
     "tests/test_hostile_core.py::test_bad_model_file_is_one_model_file_error",
     "tests/test_hostile_core.py::test_bad_model_file_on_disk_is_named_and_left_as_it_was",
     "tests/test_hostile_core.py::test_missing_model_file_says_it_is_missing",

@@ -190,20 +190,22 @@ def read_model_file(source: str | Path | bytes | BinaryIO, shapes: dict[str, tup
 def _read_bounded(source: str | Path | bytes | BinaryIO, limit: int, label: str) -> bytes:
     """At most limit bytes of the source; a longer source is refused without reading the rest."""
     if isinstance(source, (bytes, bytearray, memoryview)):
-        data = bytes(source[: limit + 1])
-        size = len(source)
+        if len(source) > limit:
+            raise ModelFileError(f"{label} is {_bytes(len(source))}; a model file is at most {_bytes(limit)}")
+        data = bytes(source)
     elif isinstance(source, (str, Path)):
         try:
             with open(source, "rb") as file:
-                size = os.fstat(file.fileno()).st_size
-                data = file.read(limit + 1) if size <= limit else b""
+                size = os.fstat(file.fileno()).st_size  # 0 for a pipe or a device: then only the read tells
+                if size > limit:
+                    raise ModelFileError(f"{label} is {_bytes(size)}; a model file is at most {_bytes(limit)}")
+                data = file.read(limit + 1)
         except FileNotFoundError:
             raise ModelFileError(f"{label} does not exist") from None
         except IsADirectoryError:
             raise ModelFileError(f"{label} is a folder, not a model file") from None
         except OSError as err:
             raise ModelFileError(f"cannot read {label} ({err.strerror or err})") from None
-        size = max(size, len(data))  # a file that grew after fstat
     else:
         try:
             data = source.read(limit + 1)
@@ -211,9 +213,8 @@ def _read_bounded(source: str | Path | bytes | BinaryIO, limit: int, label: str)
             raise ModelFileError(f"cannot read {label} ({err})") from None
         if not isinstance(data, bytes):
             raise ModelFileError(f"{label} was opened as text; open it in binary mode ('rb')")
-        size = len(data)
-    if size > limit:
-        raise ModelFileError(f"{label} is {_bytes(size)}; a model file is at most {_bytes(limit)}")
+    if len(data) > limit:  # a stream, a pipe or a file that grew: its whole size is not known, nor read
+        raise ModelFileError(f"{label} is larger than {_bytes(limit)}, the most a model file can be")
     return data
 
 

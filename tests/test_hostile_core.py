@@ -64,8 +64,9 @@ GOOD_B = _array_npy(np.zeros(10, np.float32))
 ZERO_W = np.zeros((784, 10), np.float32)
 
 
-def _raw_zip(entries: list[tuple[str, bytes, int, int]]) -> bytes:
-    """A zip written by hand: (name, raw deflate stream, CRC, uncompressed size) per entry, sizes in zip64 fields.
+def _raw_zip(entries: list[tuple[str, bytes, int, int]], flags: int = 0, method: int = zipfile.ZIP_DEFLATED) -> bytes:
+    """A zip written by hand: (name, raw deflate stream, CRC, uncompressed size) per entry, sizes in zip64 fields;
+    flags and method: every entry's general purpose bits and compression method.
 
     zipfile cannot declare a size it did not compress itself; a bomb needs exactly that.
     """
@@ -74,9 +75,9 @@ def _raw_zip(entries: list[tuple[str, bytes, int, int]]) -> bytes:
         encoded = name.encode()
         offset = len(local)
         extra = struct.pack("<HHQQ", 1, 16, size, len(stream))  # zip64: uncompressed, then compressed size
-        local += struct.pack("<4s5H3L2H", b"PK\x03\x04", 45, 0, zipfile.ZIP_DEFLATED, 0, 0x21, crc,
+        local += struct.pack("<4s5H3L2H", b"PK\x03\x04", 45, flags, method, 0, 0x21, crc,
                              0xFFFFFFFF, 0xFFFFFFFF, len(encoded), len(extra)) + encoded + extra + stream
-        central += struct.pack("<4s6H3L5H2L", b"PK\x01\x02", 45, 45, 0, zipfile.ZIP_DEFLATED, 0, 0x21, crc,
+        central += struct.pack("<4s6H3L5H2L", b"PK\x01\x02", 45, 45, flags, method, 0, 0x21, crc,
                                0xFFFFFFFF, 0xFFFFFFFF, len(encoded), len(extra), 0, 0, 0, 0, offset) + encoded + extra
     end = struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, len(entries), len(entries), len(central), len(local), 0)
     return local + central + end
