@@ -47,10 +47,17 @@ def until(condition, limit: float = 10.0) -> bool:
     return condition()
 
 
-def draw(pusher: push.Pusher, app: FakeApp, state=lambda: None) -> push.Target:
-    """The page's live area runs (and attaches)."""
+def begin(pusher: push.Pusher, app: FakeApp, state=lambda: None) -> push.Target:
+    """The page's live area begins a run (it attaches) and is still drawing."""
     pusher.current["app"] = app
     return pusher.attach(state, live_after=1.0)
+
+
+def draw(pusher: push.Pusher, app: FakeApp, state=lambda: None) -> push.Target:
+    """The page's live area runs from start to end."""
+    target = begin(pusher, app, state)
+    target.finish()
+    return target
 
 
 def test_a_poke_gives_one_run_and_none_while_it_is_on_its_way(pusher):
@@ -66,6 +73,39 @@ def test_a_poke_gives_one_run_and_none_while_it_is_on_its_way(pusher):
     assert not until(lambda: len(app.runs) > 1, limit=0.5)
     target.poke()  # news after that run began: one more
     assert until(lambda: len(app.runs) == 2) and app.runs == ["live-fragment", "live-fragment"]
+
+
+def test_pushed_runs_take_turns_oldest_news_first(pusher, monkeypatch):
+    """Ten pages' epochs end together: at most MAX_PUSHED_RUNS runs are asked for at once, the next as one draws."""
+    monkeypatch.setattr(push, "IN_FLIGHT_LIMIT", 60.0)  # these pages draw only when told to below
+    pages = [FakeApp(f"p{i}") for i in range(10)]
+    targets = [draw(pusher, app) for app in pages]
+    for target in targets:  # in page order: p0's news is the oldest
+        target.poke()
+        time.sleep(0.002)
+    asked = lambda: [app.id for app in pages if app.runs]  # noqa: E731
+    assert until(lambda: len(asked()) == push.MAX_PUSHED_RUNS)
+    assert not until(lambda: len(asked()) > push.MAX_PUSHED_RUNS, limit=0.3)
+    assert asked() == [f"p{i}" for i in range(push.MAX_PUSHED_RUNS)]
+    drawn = set()
+    while len(drawn) < len(pages):  # each page asked draws; the next in line is asked
+        pending = [app for app in pages if app.runs and app.id not in drawn]
+        assert 0 < len(pending) <= push.MAX_PUSHED_RUNS
+        running = begin(pusher, pending[0])
+        assert not until(lambda: len(asked()) > len(drawn) + len(pending), limit=0.2)  # a run going on holds its turn
+        running.finish()
+        drawn.add(pending[0].id)
+        assert until(lambda: len(asked()) >= min(len(pages), len(drawn) + push.MAX_PUSHED_RUNS))
+    assert asked() == [app.id for app in pages] and all(len(app.runs) == 1 for app in pages)
+
+
+def test_a_page_still_drawing_is_not_pushed_until_it_finishes(pusher):
+    app = FakeApp("a")
+    target = begin(pusher, app)
+    target.poke()  # news while the page draws: that run may have missed it
+    assert not until(lambda: app.runs, limit=0.4)
+    target.finish()
+    assert until(lambda: len(app.runs) == 1)
 
 
 def test_a_lost_push_is_pushed_again(pusher, monkeypatch):
@@ -92,14 +132,16 @@ def test_slow_epochs_are_redrawn_within_a_budget_for_all_pages(pusher, monkeypat
     for app in pages:
         draw(pusher, app, lambda: ("training", 5.0, next(step)))  # always something new to show
     began = time.monotonic()
-    assert until(lambda: sum(len(a.runs) for a in pages) >= 4)
-    for app in pages:  # each page draws what was pushed, so it may be pushed again
-        if app.runs:
-            draw(pusher, app, lambda: ("training", 5.0, next(step)))
-    time.sleep(1.0)
+    drawn = {app.id: 0 for app in pages}
+    while time.monotonic() - began < 2.0:  # each page draws what was pushed as soon as it is asked
+        for app in pages:
+            if len(app.runs) > drawn[app.id]:
+                drawn[app.id] = len(app.runs)
+                draw(pusher, app, lambda: ("training", 5.0, next(step)))
+        time.sleep(0.01)
     seconds = time.monotonic() - began
     runs = sum(len(a.runs) for a in pages)
-    assert runs <= push.PROGRESS_RUNS_PER_SECOND * (seconds + 1) + 1, f"{runs} runs in {seconds:.1f} s"
+    assert 2 <= runs <= push.PROGRESS_RUNS_PER_SECOND * (seconds + 1) + 1, f"{runs} runs in {seconds:.1f} s"
     assert pusher.progress_pushes == runs
     assert max(len(a.runs) for a in pages) == 1  # the longest-undrawn pages go first: no page twice before the others
 

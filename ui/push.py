@@ -7,6 +7,10 @@ and one thread per server reruns that page's live fragment once (never two at a 
 While an epoch runs slowly, the same thread redraws the running figures within it, within a budget of
 runs per second for all pages together.
 
+The page server's script runs share one interpreter lock: thirty pushed runs started together each take
+thirty times as long, and every page (and a class board's own timer) waits for all of them. So at most
+MAX_PUSHED_RUNS pushed runs are on their way or running at once; the others wait their turn, oldest news first.
+
 Streamlit has no public call for a rerun that the server starts, so this uses its runtime the way its
 own file watcher does (AppSession.request_rerun, on the server's event loop); where that is missing
 (AppTest, bare mode, another Streamlit) `attach` returns False and the page polls as before.
@@ -22,6 +26,8 @@ from dataclasses import dataclass, field
 _LOG = logging.getLogger(__name__)
 
 IN_FLIGHT_LIMIT = 3.0  # s: a pushed run not drawn by then is taken as lost and pushed again
+RUN_LIMIT = 10.0  # s: a live-area run that has not said it finished by then no longer holds a turn
+MAX_PUSHED_RUNS = 2  # pushed runs on their way or running at once, all pages together
 PROGRESS_RUNS_PER_SECOND = 2.0  # within-epoch redraws per second, all pages together (epoch ends are not counted);
 # each one is also a redraw in a student's browser: at 4 a second, ten Chromium tabs on the server's 2 cores took 60 % longer
 PROGRESS_EVERY = 0.25  # s: the most often one page redraws its progress (one page alone)
@@ -42,13 +48,28 @@ class Target:
     drawn_state: object = None
     drawn_at: float = 0.0
     pushed_at: float | None = None  # a pushed run not drawn yet
+    running_since: float | None = None  # a run of the live area that has begun and not finished
+    news_at: float = 0.0  # when the oldest news not drawn yet came
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def poke(self) -> None:
         """Something the page shows changed (an epoch or the job ended): redraw soon. Never waits."""
         with self.lock:
+            if self.version == self.drawn_version:
+                self.news_at = time.monotonic()
             self.version += 1
         PUSHER.wake()
+
+    def finish(self) -> None:
+        """The live area's run that attached has drawn everything: its turn goes to the next page."""
+        with self.lock:
+            self.running_since = None
+        PUSHER.wake()
+
+    def busy(self, now: float) -> bool:
+        """A pushed run is on its way to this page, or a run of its live area is going on."""
+        return (self.pushed_at is not None and now - self.pushed_at < IN_FLIGHT_LIMIT) or (
+            self.running_since is not None and now - self.running_since < RUN_LIMIT)
 
 
 class Pusher:
@@ -78,6 +99,7 @@ class Pusher:
         with target.lock:
             target.drawn_version, target.drawn_state = target.version, job_state()
             target.drawn_at, target.pushed_at = time.monotonic(), None
+            target.running_since = target.drawn_at
         return target
 
     def wake(self) -> None:
@@ -94,7 +116,7 @@ class Pusher:
             last = now
             with self._lock:
                 targets = list(self._targets.values())
-            progress = []
+            news, progress, busy = [], [], 0
             for target in targets:
                 if not _alive(target.app):
                     with self._lock:
@@ -102,21 +124,32 @@ class Pusher:
                             del self._targets[target.session_id]
                     continue
                 with target.lock:
-                    if target.pushed_at is not None and now - target.pushed_at < IN_FLIGHT_LIMIT:
+                    if target.busy(now):
+                        busy += 1
                         continue  # one run at a time per page: the next push waits until this one has drawn
                     if target.version != target.drawn_version:
-                        self._push(target, now)
+                        news.append(target)
                         continue
                 state, drawn = target.job_state(), target.drawn_state
                 if state is not None and state[0] == "training" and state[1] >= target.live_after \
                         and (drawn is None or state[2] != drawn[2]) and now - target.drawn_at >= PROGRESS_EVERY:
                     progress.append(target)
-            # Slow epochs' running figures: the longest-undrawn pages first, as many as the budget allows.
+            turns = MAX_PUSHED_RUNS - busy
+            # Epoch and job ends first, the oldest news first; then slow epochs' running figures, the
+            # longest-undrawn pages first, as many as the budget allows.
+            news.sort(key=lambda t: t.news_at)
             progress.sort(key=lambda t: t.drawn_at)
+            for target in news:
+                if turns <= 0:
+                    break
+                turns -= 1
+                with target.lock:
+                    self._push(target, now)
             for target in progress:
-                if budget < 1.0:
+                if budget < 1.0 or turns <= 0:
                     break
                 budget -= 1.0
+                turns -= 1
                 with target.lock:
                     self._push(target, now)
                 self.progress_pushes += 1

@@ -126,7 +126,16 @@ def live(session: Session, controls: Controls, dataset, light: bool = False) -> 
     if session.redraw:  # the job ended since the last full run: history, buttons and downloads changed
         session.redraw = False
         st.rerun()
-    session.push = PUSHER.attach(lambda: live_state(session), LIVE_AFTER)
+    session.push = target = PUSHER.attach(lambda: live_state(session), LIVE_AFTER)
+    try:
+        draw_live(session, controls, dataset, light)
+    finally:
+        if target is not None:
+            target.finish()
+
+
+def draw_live(session: Session, controls: Controls, dataset, light: bool) -> None:
+    """The live area's elements, in page order."""
     run, job = session.run, session.job
     session.shown(run.trained_epochs)
     # Drawn in page order, no empty placeholders first: each element replaces its old self in place.
@@ -204,12 +213,10 @@ def weights_strip(session: Session, dataset, presenter: bool) -> None:
 def curves(session: Session, overlays: list[Run], height: int, font: int):
     """The loss and accuracy chart as a Plotly figure, built only when what it shows changes.
 
-    The page redraws several times an epoch while training; a figure handed over as a dict is validated
-    by Plotly on every draw (~15 ms), a Figure object is not. In a slow epoch the running training loss
+    The page redraws several times an epoch while training, so the dict goes to Streamlit as it is
+    (charts.as_figure), neither validated nor copied by Plotly. In a slow epoch the running training loss
     and accuracy within it are drawn as hollow points at fractional epochs (moving every 2 % of the epoch).
     """
-    import plotly.graph_objects as go  # noqa: PLC0415 -- not needed for a tab's light first run
-
     run, job = session.run, session.job
     partial = None
     if job is not None and job.status == "training" and job.progress[1]:
@@ -226,7 +233,7 @@ def curves(session: Session, overlays: list[Run], height: int, font: int):
         readable(spec["layout"], font)
         if partial is not None:
             add_running_points(spec, *partial)
-        session.cache["curves"] = cached = (key, go.Figure(spec, _validate=False))  # built by charts.py, checked by the tests
+        session.cache["curves"] = cached = (key, charts.as_figure(spec))
     return cached[1]
 
 
