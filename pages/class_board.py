@@ -9,11 +9,11 @@ from __future__ import annotations
 import math
 
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
 from softmax_core import DATASETS
 from ui import board as bd
+from ui import charts
 from ui.controls import BATCH_SIZES, DEFAULTS, LEARNING_RATES, escape_markdown, student_link_query
 from ui.state import get_store
 
@@ -218,8 +218,8 @@ def live(store, code: str, key: str, was_closed: bool) -> None:
             left, right = st.columns(2)
             # Figure objects built without Plotly's validation of every trace (a dict is validated on every draw,
             # each second, tens of milliseconds with a class's thirty entries); tests check the dicts.
-            left.plotly_chart(go.Figure(bd.scatter_figure(board, FONT), _validate=False), key="board_scatter", config={"displaylogo": False})
-            right.plotly_chart(go.Figure(bd.curves_figure(board, FONT), _validate=False), key="board_curves", config={"displaylogo": False})
+            left.plotly_chart(charts.as_figure(bd.scatter_figure(board, FONT)), key="board_scatter", config={"displaylogo": False})
+            right.plotly_chart(charts.as_figure(bd.curves_figure(board, FONT)), key="board_curves", config={"displaylogo": False})
         else:
             st.markdown("The runs are in their first epoch: the charts come with the first finished one.")
         table(board)
