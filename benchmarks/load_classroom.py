@@ -438,6 +438,8 @@ async def board_watch(url: str, stop: asyncio.Event, t0_of) -> dict:
                         for epoch in range(1, int(last) + 1):
                             seen.setdefault(number, {}).setdefault(epoch, now)
                     await asyncio.sleep(0.1)
+                if BOARD.get("screenshot"):  # the projector's view with every student's entry, to look at
+                    await page.screenshot(path=BOARD["screenshot"])
             finally:
                 await browser.close()
     except Exception as err:  # noqa: BLE001
@@ -788,11 +790,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", help="data root holding fashion-mnist/ (default $SOFTMAX_DATA_DIR)")
     parser.add_argument("--no-page", action="store_true", help="skip the page load in Chromium")
     parser.add_argument("--board", action="store_true", help="every student joins a class board; a Chromium tab shows it and the delay is reported")
+    parser.add_argument("--board-screenshot", metavar="PNG", help="with --board: save the projector's 1920x1080 view at the end here")
     parser.add_argument("--json", help="write every figure and per-session record to this file")
     args = parser.parse_args(argv)
     if args.sessions < 1:
         parser.error("--sessions must be at least 1")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # the finally blocks end the server
+    if args.board_screenshot:
+        BOARD["screenshot"] = args.board_screenshot
     try:
         out = run_load(args.sessions, args.data_dir, args.timeout, page_check=not args.no_page,
                        log=lambda text: print(text, flush=True), stall=args.stall, board=args.board)

@@ -216,8 +216,8 @@ def live(store, code: str, key: str, was_closed: bool) -> None:
     else:
         if best:  # the charts show finished epochs: none yet while every run is in its first one
             left, right = st.columns(2)
-            # Figure objects built without Plotly's validation of every trace (a dict is validated on every draw,
-            # each second, tens of milliseconds with a class's thirty entries); tests check the dicts.
+            # The dicts go to Streamlit as they are (charts.as_figure): Plotly would validate or copy thirty entries'
+            # traces every second; the tests check the dicts.
             left.plotly_chart(charts.as_figure(bd.scatter_figure(board, FONT)), key="board_scatter", config={"displaylogo": False})
             right.plotly_chart(charts.as_figure(bd.curves_figure(board, FONT)), key="board_curves", config={"displaylogo": False})
         else:
