@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import Page, expect
 
 from tests.test_e2e import WAIT, button, open_app, wait_idle
@@ -95,8 +96,15 @@ def test_a_class_board_across_two_servers(sessions: Sessions, start_dashboards, 
     assert {(e["nickname"], e["status"], e["pinned"], e["epochs"]) for e in entries} == {(nickname, "finished", "1", "2")}, entries
     assert [e["epoch"] for e in entries][-2:] == ["1", "2"], entries  # a row per epoch
     wait_idle(teacher)
+    option = teacher.get_by_role("option", name=re.compile(rf"^#1 {re.escape(nickname)} "))
     entry.click()
-    teacher.get_by_role("option", name=re.compile(rf"^#1 {re.escape(nickname)} ")).click()
+    try:
+        option.wait_for(state="visible", timeout=WAIT / 2)
+    except PlaywrightTimeout:
+        # On a loaded machine (the suite beside a CPU hog) this click once opened nothing, 20 s after the
+        # CSV download; a user clicks again. (The list staying open across redraws is checked above, once.)
+        entry.click()
+    option.click()
     teacher.get_by_role("button", name="Remove", exact=True).click()
     expect(teacher.get_by_text("No runs yet")).to_be_visible(timeout=BOARD_WAIT)
     expect(student.get_by_text("No runs yet")).to_be_visible(timeout=BOARD_WAIT)

@@ -11,6 +11,7 @@ import io
 import os
 import struct
 import threading
+import time
 import zipfile
 import zlib
 from pathlib import Path
@@ -93,20 +94,44 @@ def test_a_file_of_exactly_the_size_limit_loads_and_one_byte_more_is_refused(kin
 
 
 def _pipe(tmp_path: Path, payload: bytes) -> tuple[Path, threading.Thread]:
-    """A named pipe that a thread fills with payload (as `--load <(curl …)` would); the reader may stop early."""
+    """A named pipe that a thread fills with payload and closes (as `--load <(curl …)` would)."""
     fifo = tmp_path / "model.fifo"
     os.mkfifo(fifo)
 
     def write() -> None:
-        try:
-            with open(fifo, "wb") as pipe:
-                pipe.write(payload)
-        except BrokenPipeError:  # the loader stopped reading at its limit, as it should
-            pass
+        with open(fifo, "wb") as pipe:
+            pipe.write(payload)
 
     writer = threading.Thread(target=write, daemon=True)
     writer.start()
     return fifo, writer
+
+
+def _endless_pipe(tmp_path: Path) -> tuple[Path, list[int], threading.Thread]:
+    """A named pipe fed zeros until its reader closes it (as `--load /dev/zero` would), and the bytes written so far.
+
+    A loader that read to the end would never return: the writer gives up after 256 MB and then waits, open, for
+    two minutes (the test's own limit on a broken loader).
+    """
+    fifo = tmp_path / "endless.fifo"
+    os.mkfifo(fifo)
+    written = [0]
+
+    def write() -> None:
+        chunk = bytes(1 << 16)
+        try:
+            with open(fifo, "wb") as pipe:
+                while written[0] < 256 << 20:
+                    pipe.write(chunk)
+                    written[0] += len(chunk)
+                pipe.flush()
+                time.sleep(120)
+        except BrokenPipeError:  # the loader stopped reading at its limit and closed the pipe, as it should
+            pass
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    return fifo, written, writer
 
 
 def test_a_model_from_a_pipe_loads_and_an_endless_pipe_is_cut_at_the_limit(tmp_path):
@@ -115,13 +140,13 @@ def test_a_model_from_a_pipe_loads_and_an_endless_pipe_is_cut_at_the_limit(tmp_p
     writer.join(timeout=30)
     np.testing.assert_array_equal(model.W, W64.astype(np.float32))
 
-    fifo.unlink()
-    fifo, writer = _pipe(tmp_path, bytes(10 * FILE_LIMIT))
+    fifo, written, writer = _endless_pipe(tmp_path)
     with pytest.raises(ModelFileError) as info:
         SoftmaxRegression.load(fifo)
-    writer.join(timeout=30)
     assert str(info.value) == f"{fifo} is larger than 73 kB, the most a model file can be"
+    writer.join(timeout=30)
     assert not writer.is_alive()
+    assert written[0] < 1 << 20, f"the loader took {written[0]:,} bytes from the pipe"  # the limit, the pipe's buffer
 
 
 class _Failing(io.RawIOBase):
@@ -149,6 +174,28 @@ def test_every_source_that_cannot_be_read_says_why_in_one_line(tmp_path):
             with pytest.raises(ModelFileError) as info:
                 SoftmaxRegression.load(source)
             assert str(info.value) == message, case
+
+
+def test_messages_call_the_file_by_the_name_given():
+    with pytest.raises(ModelFileError, match=r"^upload\.npz is empty$"):
+        SoftmaxRegression.load(b"", name="upload.npz")
+    with pytest.raises(ModelFileError, match=r"^W in upload\.npz has shape \(5, 5\); a model has W of shape \(784, 10\)$"):
+        SoftmaxRegression.load(_zipped({"W.npy": _array_npy(np.zeros((5, 5))), "b.npy": GOOD_B}), name="upload.npz")
+
+
+def test_a_failed_save_raises_its_own_error_even_when_its_temporary_cannot_be_removed(tmp_path, monkeypatch):
+    """The write fails (a full disk), then removing the half-written temporary fails too: the caller hears of the first."""
+    def full_disk(self):
+        raise OSError(28, "No space left on device")
+
+    def stuck(path):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(SoftmaxRegression, "to_bytes", full_disk)
+    monkeypatch.setattr(os, "unlink", stuck)
+    with pytest.raises(OSError, match="No space left on device"):
+        SoftmaxRegression(W64, B64).save(tmp_path / "m.npz")
+    assert not (tmp_path / "m.npz").exists()
 
 
 def _header_of(length: int, shape: tuple[int, ...], descr: str = "<f8") -> bytes:
