@@ -248,6 +248,14 @@ def test_zip_features_a_model_file_does_not_use_are_named():
         assert str(info.value) == message, case
 
 
+@pytest.mark.skipif(np.dtype(np.longdouble).itemsize != 16, reason="this platform's long double is not 16 bytes")
+def test_a_float128_b_is_refused_by_its_dtype():
+    """A float128 (long double) b fits the size a float64 b may take up, so only the dtype check can refuse it."""
+    raw = _zipped({"W.npy": _array_npy(W64), "b.npy": _array_npy(B64.astype(np.longdouble))})
+    with pytest.raises(ModelFileError, match=r"^b has dtype float128; a model holds float16, float32 or float64 values$"):
+        read_model_file(raw, SHAPES)
+
+
 def test_values_cut_short_under_a_matching_checksum_are_counted():
     """The zip entry declares the full size, but its deflate stream ends 8 bytes early and its CRC is of what is there."""
     full = _array_npy(W64)
