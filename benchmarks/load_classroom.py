@@ -523,7 +523,7 @@ def data_root(given: str | None) -> Path:
 
 
 def run_load(sessions: int = 30, data_dir: str | Path | None = None, timeout: float = 900.0, page_check: bool = True,
-             log=print, stall: float = 180.0, board: bool = False) -> dict:
+             log=print, stall: float = 180.0, board: bool = False, board_screenshot: str | None = None) -> dict:
     """Start the server, train a warm-up session, then `sessions` at once; return every figure and check."""
     root = data_root(str(data_dir) if data_dir else None)
     os.environ["SOFTMAX_DATA_DIR"] = str(root)  # the reference below loads the same files as the server
@@ -543,6 +543,7 @@ def run_load(sessions: int = 30, data_dir: str | Path | None = None, timeout: fl
             from ui.run_store import open_store  # noqa: PLC0415
 
             BOARD.clear()
+            BOARD["screenshot"] = board_screenshot
             BOARD["store"] = open_store(env["SOFTMAX_RUNS_DB"])
             BOARD["code"] = class_board.start_board(BOARD["store"], {}).code
             BOARD["url"] = f"{server.url}class_board?board={BOARD['code']}"
@@ -796,11 +797,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.sessions < 1:
         parser.error("--sessions must be at least 1")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # the finally blocks end the server
-    if args.board_screenshot:
-        BOARD["screenshot"] = args.board_screenshot
     try:
         out = run_load(args.sessions, args.data_dir, args.timeout, page_check=not args.no_page,
-                       log=lambda text: print(text, flush=True), stall=args.stall, board=args.board)
+                       log=lambda text: print(text, flush=True), stall=args.stall, board=args.board,
+                       board_screenshot=args.board_screenshot)
     except RuntimeError as err:
         print(f"load_classroom: {err}", file=sys.stderr)
         return 2

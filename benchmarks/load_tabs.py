@@ -67,7 +67,7 @@ RESULT = """() => {
 }"""
 
 
-def run_round(tabs: int, root: str, log) -> dict:
+def run_round(tabs: int, root: str, log, settle: bool = False) -> dict:
     """One fresh server and one browser with `tabs` tabs; the seconds from the first click to each tab's epoch 5."""
     from playwright.sync_api import sync_playwright  # noqa: PLC0415
 
@@ -81,14 +81,41 @@ def run_round(tabs: int, root: str, log) -> dict:
             with sync_playwright() as p:
                 browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
                 try:
-                    return _drive(browser, server, tabs, log)
+                    return _drive(browser, server, tabs, log, settle)
                 finally:
                     browser.close()
         finally:
             server.close()
 
 
-def _drive(browser, server: StreamlitServer, tabs: int, log) -> dict:
+QUIET_SHARE = 0.25  # --settle: the machine's CPU use under which the tabs count as loaded
+
+
+def wait_quiet(limit: float = 120.0) -> float:
+    """Wait until the machine's CPU use (all cores, /proc/stat) stays under QUIET_SHARE for 2 s; the seconds waited."""
+    def busy_idle() -> tuple[int, int]:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        idle = fields[3] + fields[4]
+        return sum(fields) - idle, idle
+
+    began, quiet_since = time.monotonic(), None
+    before = busy_idle()
+    while time.monotonic() - began < limit:
+        time.sleep(0.5)
+        now = busy_idle()
+        busy, idle = now[0] - before[0], now[1] - before[1]
+        before = now
+        if busy / max(busy + idle, 1) < QUIET_SHARE:
+            quiet_since = quiet_since or time.monotonic()
+            if time.monotonic() - quiet_since >= 2.0:
+                break
+        else:
+            quiet_since = None
+    return time.monotonic() - began
+
+
+def _drive(browser, server: StreamlitServer, tabs: int, log, settle: bool = False) -> dict:
+    opened = time.monotonic()
     pages = []
     for i in range(tabs):
         page = browser.new_context(viewport={"width": 1280, "height": 720}).new_page()
@@ -97,6 +124,11 @@ def _drive(browser, server: StreamlitServer, tabs: int, log) -> dict:
     for page in pages:
         page.wait_for_function(DASHBOARD_READY, polling=100, timeout=READY_TIMEOUT_MS)
         page.wait_for_load_state("networkidle", timeout=READY_TIMEOUT_MS)
+    if settle:  # students who wait until the whole page is drawn and the machine is quiet before they press Train
+        for page in pages:
+            page.wait_for_selector(".st-key-curves .js-plotly-plot", timeout=READY_TIMEOUT_MS)
+        log(f"  {tabs} tabs drawn in full after {time.monotonic() - opened:.0f} s; "
+            f"quiet (under {QUIET_SHARE:.0%} CPU for 2 s) after {wait_quiet():.0f} s more")
     # Every tab clicks at one moment of the machine's clock (students press Train together): a click handed
     # to each tab in turn from here would wait for every busy tab before it, which no class does.
     moment = time.time() * 1000 + CLICK_LEAD_MS
@@ -126,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tabs", type=int, default=10, help="Chromium tabs (students) per round (default 10)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds, each on a fresh server (default 3)")
     parser.add_argument("--data-dir", help="data root holding fashion-mnist/ (default $SOFTMAX_DATA_DIR)")
+    parser.add_argument("--settle", action="store_true",
+                        help="click only once every tab has drawn its chart and the machine is quiet (the page fully loaded)")
     parser.add_argument("--json", help="write the figures to this file")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # the finally blocks end the servers and browsers
@@ -134,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     rounds, ok = [], True
     for k in range(args.rounds):
         print(f"round {k + 1}:")
-        result = run_round(args.tabs, root, print)
+        result = run_round(args.tabs, root, print, args.settle)
         seconds = [s for s in result["seconds"] if s is not None]
         all_there = len(seconds) == args.tabs
         ok &= all_there
