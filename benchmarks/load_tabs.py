@@ -13,7 +13,11 @@ Reported per round: the time from the moment of the clicks to each tab's epoch 5
 max), whether all tabs got there within the target (45 s), how late the latest tab's click was, and
 every tab's status line when one did not finish.
 
-    SOFTMAX_DATA_DIR=ROOT python benchmarks/load_tabs.py [--tabs 10] [--rounds 3] [--json out.json]
+    SOFTMAX_DATA_DIR=ROOT python benchmarks/load_tabs.py [--tabs 10] [--rounds 3] [--settle] [--json out.json]
+
+With --settle the tabs click only once every one of them has drawn its chart (the whole page, not just the
+controls of its first paint) and the machine's CPU use has stayed under 25 % for 2 s: students who wait for
+the page to finish loading. Without it they click as soon as Train is there, while the browsers still load.
 
 Exit status 0 when every round had every tab at epoch 5 (the time target is reported as PASS/MISS, not
 enforced); 1 otherwise; 2 when it could not run.
