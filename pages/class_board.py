@@ -15,7 +15,7 @@ from softmax_core import DATASETS
 from ui import board as bd
 from ui import charts
 from ui.controls import BATCH_SIZES, DEFAULTS, LEARNING_RATES, escape_markdown, student_link_query
-from ui.state import get_store
+from ui.state import get_store, through_the_entry_point
 
 REFRESH = 1.0  # seconds between redraws of the live part: a projector shows news within 2 s
 FONT = 20  # px of the charts' text (a room reads a projector from 10 m)
@@ -281,4 +281,5 @@ def act(operation, *args) -> None:
     st.session_state.board_pick = None  # set, not deleted: the browser's list then forgets the choice too (picking it again works)
 
 
+through_the_entry_point()
 main()

@@ -8,7 +8,7 @@ import streamlit as st
 from softmax_core import DATASETS, Dataset
 from ui import explain
 from ui.data import dataset_or_help, get_dataset
-from ui.state import presenter_css
+from ui.state import presenter_css, through_the_entry_point
 
 SPLITS = ("train", "test")
 PER_CLASS = (5, 8, 10)
@@ -115,4 +115,5 @@ def means_section(dataset: Dataset, presenter: bool) -> None:
     )
 
 
+through_the_entry_point()
 main()

@@ -17,7 +17,7 @@ from ui import charts, explain, explain_step
 from ui.controls import BATCH_SIZES, LEARNING_RATES, chosen_setup, escape_markdown
 from ui.data import dataset_or_help, epoch_zero
 from ui.session import Run, Session
-from ui.state import get_session, presenter_css
+from ui.state import get_session, presenter_css, through_the_entry_point
 
 MANUAL = "hil_manual"  # this tab's explain_step.ManualSteps, while the session holds the state they left
 SHOWN = "hil_shown"  # (state, step) last drawn: what "Next batch" applies
@@ -244,4 +244,5 @@ def update_section(names: tuple[str, ...], step: explain_step.Step, presenter: b
     st.dataframe(b.style.format("{:+.5f}"), key="hil_b")
 
 
+through_the_entry_point()
 main()

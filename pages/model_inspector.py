@@ -12,7 +12,7 @@ from ui import charts, explain, explain_step
 from ui.controls import escape_markdown
 from ui.data import dataset_or_help
 from ui.session import Run, Session
-from ui.state import get_session, presenter_css
+from ui.state import get_session, presenter_css, through_the_entry_point
 
 MISTAKE_COUNTS = (9, 18, 27, 36)
 
@@ -197,4 +197,5 @@ def mistakes_section(probs: np.ndarray, labels: np.ndarray, dataset, presenter: 
     st.html(charts.image_grid_html(dataset.test_images[indices], titles, size, per_row))
 
 
+through_the_entry_point()
 main()

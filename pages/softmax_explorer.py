@@ -8,7 +8,7 @@ import streamlit as st
 
 from softmax_core import accuracy, cross_entropy, naive_softmax, softmax
 from ui import explain
-from ui.state import presenter_css
+from ui.state import presenter_css, through_the_entry_point
 
 TEMPERATURES = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
 SCALES = (1, 10, 50, 100, 1000)
@@ -191,4 +191,5 @@ def cross_entropy_section() -> None:
     st.caption("A confident right answer (ŷ[y] near 1) costs almost nothing; a confident wrong one (ŷ[y] near 0) costs a lot: −log 0.01 ≈ 4.6, −log 0 = ∞.")
 
 
+through_the_entry_point()
 main()

@@ -46,6 +46,10 @@ def test_a_class_board_across_two_servers(sessions: Sessions, start_dashboards, 
     # The teacher starts a board on server B.
     teacher = sessions.new(server=server_b, viewport={"width": 1920, "height": 1080})
     teacher.goto("/class_board")
+    # The server's first visitor, straight to the board's address: the page still runs inside dashboard.py (its
+    # navigation, its session id in the address), not as the pages/ file alone.
+    expect(teacher.get_by_test_id("stSidebarNav").get_by_role("link", name=re.compile(r"Train$"))).to_have_count(1, timeout=WAIT)
+    expect(teacher).to_have_url(re.compile(r"/class_board\?(.*&)?sid="), timeout=WAIT)
     teacher.get_by_role("button", name="Start a board").click()
     join = teacher.get_by_test_id("stMain").get_by_test_id("stCode").first
     expect(join).to_contain_text("board=", timeout=WAIT)

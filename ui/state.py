@@ -23,6 +23,23 @@ from .session import Run, Session
 _LOG = logging.getLogger(__name__)
 
 @functools.cache  # the entry point runs on every page run: the settings are made once (finding the BLAS libraries takes milliseconds)
+def through_the_entry_point() -> None:
+    """Run this page inside dashboard.py's navigation; the first call in every file of pages/.
+
+    Until some page of a server has called st.navigation, Streamlit takes a pages/ folder beside the entry
+    point for its old multipage layout: a server's first visitor who opens a page's address directly (a
+    teacher's board link after a restart, a bookmarked .../model_inspector) got that file run by itself.
+    dashboard.py's set-up (the session's saved runs, its class board, the server's settings) was skipped and
+    the sidebar listed the files ("dashboard", "class board", ...). Told that this app navigates itself, the
+    rerun goes through dashboard.py to the same page, its address kept.
+    """
+    from streamlit.runtime.pages_manager import PagesManager  # noqa: PLC0415 -- Streamlit's own switch, not public API
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
 def configure_server() -> None:
     """Process-wide settings of the page server, called by the entry point (importing changes nothing).
 
