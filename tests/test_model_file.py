@@ -55,35 +55,33 @@ def _padded_to(size: int) -> bytes:
     return raw
 
 
-def _as(kind: str, raw: bytes, tmp_path: Path):
-    """raw as the source kind the app and the CLI pass: bytes (an upload), a path, an open binary file."""
-    if kind == "bytes":
-        return raw
-    path = tmp_path / "model.npz"
-    path.write_bytes(raw)
-    return path if kind == "path" else open(path, "rb")  # noqa: SIM115 -- closed by the test's fixture below
-
-
 @pytest.fixture
-def closing():
+def source_as(tmp_path):
+    """(kind, raw) -> raw as the app and the CLI pass it: bytes (an upload), a path, an open binary file (closed after)."""
     opened = []
-    yield opened.append
+
+    def make(kind: str, raw: bytes):
+        if kind == "bytes":
+            return raw
+        path = tmp_path / "model.npz"
+        path.write_bytes(raw)
+        if kind == "path":
+            return path
+        opened.append(open(path, "rb"))  # noqa: SIM115 -- closed below
+        return opened[-1]
+
+    yield make
     for file in opened:
         file.close()
 
 
 @pytest.mark.parametrize("kind", ["bytes", "path", "file object"])
-def test_a_file_of_exactly_the_size_limit_loads_and_one_byte_more_is_refused(kind, tmp_path, closing):
-    source = _as(kind, _padded_to(FILE_LIMIT), tmp_path)
-    if kind == "file object":
-        closing(source)
-    model = SoftmaxRegression.load(source)
+def test_a_file_of_exactly_the_size_limit_loads_and_one_byte_more_is_refused(kind, source_as):
+    model = SoftmaxRegression.load(source_as(kind, _padded_to(FILE_LIMIT)))
     np.testing.assert_array_equal(model.W, W64.astype(np.float32))
     np.testing.assert_array_equal(model.b, B64.astype(np.float32))
 
-    too_long = _as(kind, _padded_to(FILE_LIMIT + 1), tmp_path)
-    if kind == "file object":
-        closing(too_long)
+    too_long = source_as(kind, _padded_to(FILE_LIMIT + 1))
     with pytest.raises(ModelFileError) as info:
         SoftmaxRegression.load(too_long)
     label = str(too_long) if kind == "path" else "the file"
