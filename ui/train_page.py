@@ -571,7 +571,7 @@ def model_files(session: Session, dataset, controls: Controls) -> None:
     if upload is not None and st.session_state.get("upload_done") != upload.file_id:
         st.session_state.upload_done = upload.file_id
         try:
-            model = SoftmaxRegression.load(io.BytesIO(upload.getvalue()))
+            model = SoftmaxRegression.load(upload.getvalue())  # bytes: a refusal says the file's size
         except ModelFileError as err:
             st.session_state.upload_message = ("error", f"{escape_markdown(upload.name)} was not loaded: {escape_markdown(str(err).rstrip('.'))}. Nothing was changed.")
         else:
