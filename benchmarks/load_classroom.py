@@ -430,6 +430,9 @@ async def board_watch(url: str, stop: asyncio.Event, t0_of) -> dict:
             try:
                 page = await (await browser.new_context(viewport={"width": 1920, "height": 1080})).new_page()
                 await page.goto(url, wait_until="commit", timeout=120_000)
+                # The board is on the projector before the class joins (they join by its QR code): the students
+                # start once it is drawn.
+                await page.wait_for_selector("[data-testid='stMetric']", timeout=120_000)
                 BOARD["watching"] = True
                 while not stop.is_set():
                     curves = await page.evaluate(BOARD_CURVES) or {}
@@ -545,8 +548,10 @@ def run_load(sessions: int = 30, data_dir: str | Path | None = None, timeout: fl
             BOARD.clear()
             BOARD["screenshot"] = board_screenshot
             BOARD["store"] = open_store(env["SOFTMAX_RUNS_DB"])
-            BOARD["code"] = class_board.start_board(BOARD["store"], {}).code
-            BOARD["url"] = f"{server.url}class_board?board={BOARD['code']}"
+            opened = class_board.start_board(BOARD["store"], {})
+            BOARD["code"] = opened.code
+            # The teacher's own link: the projector shows the teacher's view (QR code, controls), not a student's.
+            BOARD["url"] = class_board.teacher_link(server.url, opened.code, opened.key)
         asyncio.run(_drive(server, sessions, timeout, stall, page_check, out, log))
         out["server_alive_at_end"] = server.alive()
     finally:
@@ -790,7 +795,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="give up when no session makes progress (a run, an epoch line) for this many seconds (default 180)")
     parser.add_argument("--data-dir", help="data root holding fashion-mnist/ (default $SOFTMAX_DATA_DIR)")
     parser.add_argument("--no-page", action="store_true", help="skip the page load in Chromium")
-    parser.add_argument("--board", action="store_true", help="every student joins a class board; a Chromium tab shows it and the delay is reported")
+    parser.add_argument("--board", action="store_true", help="every student joins a class board; a Chromium tab shows it (the teacher's link, drawn before the students start) and the delay is reported")
     parser.add_argument("--board-screenshot", metavar="PNG", help="with --board: save the projector's 1920x1080 view at the end here")
     parser.add_argument("--json", help="write every figure and per-session record to this file")
     args = parser.parse_args(argv)
