@@ -61,6 +61,11 @@ def main() -> None:
     if controls:
         st.session_state.board_controls_for = controls_signature(board)
     st.fragment(live, run_every=None if board.closed else REFRESH)(store, code, key, board.closed)
+    if key or board.closed:
+        # Outside the live area, like the controls: a button drawn anew every second lost clicks on a busy server.
+        # The CSV is made when clicked (the board changes every second while a class trains).
+        st.download_button("Download all entries (CSV)", lambda: bd.board_csv(bd.read_board(store, code)), file_name=f"class-board-{code}.csv", mime="text/csv",
+                           icon=":material/download:", key="board_csv", on_click="ignore")
     if controls:  # outside the live area: its redraw every second would close the entry list under the teacher's pointer
         teacher_controls(store, board, key)
     if key:
@@ -223,10 +228,6 @@ def live(store, code: str, key: str, was_closed: bool) -> None:
         else:
             st.markdown("The runs are in their first epoch: the charts come with the first finished one.")
         table(board)
-    if key or board.closed:
-        # Made when clicked: the board changes every second while a class trains.
-        st.download_button("Download all entries (CSV)", lambda: bd.board_csv(bd.read_board(store, code)), file_name=f"class-board-{code}.csv", mime="text/csv",
-                           icon=":material/download:", key="board_csv", on_click="ignore")
 
 
 def table(board: bd.Board) -> None:
