@@ -22,7 +22,7 @@ import pytest
 from softmax_core import ModelFileError, SoftmaxRegression
 from softmax_core.model import read_model_file
 
-from .test_hostile_core import GOOD_B, _array_npy, _raw_zip
+from .test_hostile_core import GOOD_B, _array_npy, _npz, _raw_zip
 
 SHAPES = {"W": (784, 10), "b": (10,)}
 W_LIMIT = 1024 + 7840 * 8  # a member: an .npy header of at most 1024 bytes, then float64 values
@@ -178,7 +178,7 @@ def test_messages_call_the_file_by_the_name_given():
     with pytest.raises(ModelFileError, match=r"^upload\.npz is empty$"):
         SoftmaxRegression.load(b"", name="upload.npz")
     with pytest.raises(ModelFileError, match=r"^W in upload\.npz has shape \(5, 5\); a model has W of shape \(784, 10\)$"):
-        SoftmaxRegression.load(_zipped({"W.npy": _array_npy(np.zeros((5, 5))), "b.npy": GOOD_B}), name="upload.npz")
+        SoftmaxRegression.load(_npz({"W.npy": _array_npy(np.zeros((5, 5))), "b.npy": GOOD_B}), name="upload.npz")
 
 
 def test_a_failed_save_raises_its_own_error_even_when_its_temporary_cannot_be_removed(tmp_path, monkeypatch):
@@ -249,7 +249,7 @@ def test_zip_features_a_model_file_does_not_use_are_named():
 @pytest.mark.skipif(np.dtype(np.longdouble).itemsize != 16, reason="this platform's long double is not 16 bytes")
 def test_a_float128_b_is_refused_by_its_dtype():
     """A float128 (long double) b fits the size a float64 b may take up, so only the dtype check can refuse it."""
-    raw = _zipped({"W.npy": _array_npy(W64), "b.npy": _array_npy(B64.astype(np.longdouble))})
+    raw = _npz({"W.npy": _array_npy(W64), "b.npy": _array_npy(B64.astype(np.longdouble))})
     with pytest.raises(ModelFileError, match=r"^b has dtype float128; a model holds float16, float32 or float64 values$"):
         read_model_file(raw, SHAPES)
 
@@ -267,18 +267,10 @@ def test_the_largest_float32_loads_and_arrays_come_back_float32_c_order_writable
     W = np.asfortranarray(W64.copy())
     W[3, 4] = float(np.finfo(np.float32).max)  # exactly representable: not "too large for float32"
     W[5, 6] = -float(np.finfo(np.float32).max)
-    raw = _zipped({"W.npy": _array_npy(W), "b.npy": _array_npy(B64)})
+    raw = _npz({"W.npy": _array_npy(W), "b.npy": _array_npy(B64)}, zipfile.ZIP_DEFLATED)
     arrays = read_model_file(raw, SHAPES)
     for key, expected in (("W", W), ("b", B64)):
         got = arrays[key]
         assert got.dtype == np.float32 and got.flags.c_contiguous and got.flags.writeable, key
         np.testing.assert_array_equal(got, expected.astype(np.float32))
     assert arrays["W"][3, 4] == np.finfo(np.float32).max
-
-
-def _zipped(members: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, content in members.items():
-            archive.writestr(name, content)
-    return buffer.getvalue()

@@ -22,7 +22,7 @@ from .session import Run, Session
 
 _LOG = logging.getLogger(__name__)
 
-@functools.cache  # the entry point runs on every page run: the settings are made once (finding the BLAS libraries takes milliseconds)
+
 def through_the_entry_point() -> None:
     """Run this page inside dashboard.py's navigation; the first call in every file of pages/.
 
@@ -40,6 +40,7 @@ def through_the_entry_point() -> None:
         st.rerun()
 
 
+@functools.cache  # the entry point runs on every page run: the settings are made once (finding the BLAS libraries takes milliseconds)
 def configure_server() -> None:
     """Process-wide settings of the page server, called by the entry point (importing changes nothing).
 
