@@ -13,7 +13,7 @@ import streamlit as st
 
 from softmax_core import DATASETS
 from ui import board as bd
-from ui import charts
+from ui import charts, push
 from ui.controls import BATCH_SIZES, DEFAULTS, LEARNING_RATES, escape_markdown, student_link_query
 from ui.state import get_store, through_the_entry_point
 
@@ -66,8 +66,8 @@ def main() -> None:
         # The CSV is made when clicked (the board changes every second while a class trains).
         st.download_button("Download all entries (CSV)", lambda: bd.board_csv(bd.read_board(store, code)), file_name=f"class-board-{code}.csv", mime="text/csv",
                            icon=":material/download:", key="board_csv", on_click="ignore")
-    if controls:  # outside the live area: its redraw every second would close the entry list under the teacher's pointer
-        teacher_controls(store, board, key)
+    if controls:  # not in the live area: its redraw every second would close the entry list under the teacher's pointer
+        st.fragment(teacher_controls)(store, code, key)
     if key:
         with st.expander("Teacher link (keep it to yourself: it can pin, remove and close)"):
             st.code(bd.teacher_link(base_url(), board.code, key), language=None, wrap_lines=True)
@@ -200,7 +200,10 @@ def live(store, code: str, key: str, was_closed: bool) -> None:
     if board.closed and not was_closed:  # closed meanwhile: the whole page drops its QR code and stops refreshing
         st.rerun(scope="app")
     if key and not board.closed and controls_signature(board) != st.session_state.get("board_controls_for"):
-        st.rerun(scope="app")  # an entry came or went, or the pin moved: the teacher's controls list the entries anew
+        # An entry came or went, or the pin moved: the teacher's controls list the entries anew once this run has
+        # drawn the news. A whole-page run per new entry (thirty as a class starts) kept the projector behind.
+        if not push.rerun_later(st.session_state.get("board_controls_at")):
+            st.rerun(scope="app")
     best = bd.ranked(board)
     cols = st.columns(4)
     cols[0].metric("Students joined", board.members)
@@ -256,8 +259,16 @@ def entry_labels(board: bd.Board) -> dict[int, str]:
     return {e.number: f"#{e.number} {e.nickname} (lr {e.settings['lr']:g}, batch {e.settings['batch_size']})" for e in board.entries}
 
 
-def teacher_controls(store, board: bd.Board, key: str) -> None:
-    """Pin an entry for everyone, remove one, or close the board."""
+def teacher_controls(store, code: str, key: str) -> None:
+    """Pin an entry for everyone, remove one, or close the board (a fragment: the live area reruns it when entries change)."""
+    st.session_state.board_controls_at = push.this_fragment()
+    try:
+        board = bd.read_board(store, code)
+    except bd.BoardError:
+        return  # the live area above says what went wrong
+    if board.closed:
+        return  # the live area reruns the whole page
+    st.session_state.board_controls_for = controls_signature(board)
     if notice := st.session_state.pop("board_notice", ""):
         st.warning(notice)
     labels = entry_labels(board)
@@ -274,7 +285,11 @@ def teacher_controls(store, board: bd.Board, key: str) -> None:
 
 
 def act(operation, *args) -> None:
-    """Run a teacher operation from a button; its refusal is shown on the next draw."""
+    """Run a teacher operation from a button; its refusal is shown on the controls' next draw, its effect on the board's.
+
+    (Rerunning the live area at once from here, st.rerun("board_live"), left the browser's entry list unable to
+    send a new pick in Streamlit 1.67.)
+    """
     try:
         operation(*args)
     except bd.BoardError as err:

@@ -6,6 +6,9 @@ import threading
 import time
 
 import pytest
+from streamlit.proto.ClientState_pb2 import ClientState
+from streamlit.proto.WidgetStates_pb2 import WidgetStates
+from streamlit.runtime.scriptrunner_utils.script_requests import RerunData, ScriptRequests
 
 from ui import push
 
@@ -152,3 +155,67 @@ def test_no_redraw_within_a_fast_epoch_or_without_a_job(pusher):
     draw(pusher, quick, lambda: ("training", 0.2, next(step)))  # the epoch is young: its end brings the point
     draw(pusher, idle, lambda: None)
     assert not until(lambda: quick.runs or idle.runs, limit=0.6)
+
+
+class RequestsRunner:
+    """A ScriptRunner stand-in that queues requests in Streamlit's own ScriptRequests, as a busy runner does."""
+
+    def __init__(self) -> None:
+        self.requests = ScriptRequests()
+
+    def request_rerun(self, data) -> bool:
+        return self.requests.request_rerun(data)
+
+
+class RunnerApp:
+    """An AppSession stand-in with a script runner and its last client state."""
+
+    def __init__(self) -> None:
+        self._client_state = ClientState(query_string="sid=abc", page_script_hash="page")
+        self._scriptrunner = RequestsRunner()
+        self.new_runner_requests: list = []
+
+    def has_fragment(self, fragment_id: str) -> bool:
+        return fragment_id in ("controls", "live")
+
+    def request_rerun(self, client_state) -> None:
+        self.new_runner_requests.append(client_state)
+
+
+def browser_pick(value: str):
+    """A browser's rerun of the teacher's controls after a pick: the page's widget values and its fragment."""
+    states = WidgetStates()
+    pick = states.widgets.add()
+    pick.id, pick.string_value = "board_pick", value
+    return RerunData(query_string="sid=abc", page_script_hash="page", widget_states=states, fragment_id="controls")
+
+
+def pending(app: RunnerApp):
+    """The request the runner would take next (the lock-free part of on_scriptrunner_ready)."""
+    return app._scriptrunner.requests._rerun_data  # noqa: SLF001
+
+
+def test_a_pushed_run_keeps_the_values_of_a_browser_request_waiting_beside_it() -> None:
+    app = RunnerApp()
+    app._scriptrunner.request_rerun(browser_pick("#1"))  # the user's pick waits while a run goes on
+    push._rerun_on_loop(app, "live")  # then the server pushes the live area
+    data = pending(app)
+    assert [(w.id, w.string_value) for w in data.widget_states.widgets] == [("board_pick", "#1")]  # the pick survives
+    assert data.fragment_id_queue == ["controls", "live"] and not app.new_runner_requests
+    # In the other order the browser's values are the newer ones and win as well.
+    app = RunnerApp()
+    push._rerun_on_loop(app, "live")
+    assert pending(app).widget_states is None and pending(app).query_string == "sid=abc"
+    app._scriptrunner.request_rerun(browser_pick("#2"))
+    assert [w.string_value for w in pending(app).widget_states.widgets] == ["#2"]
+
+
+def test_a_pushed_run_starts_a_new_runner_when_none_takes_requests_and_skips_a_gone_fragment() -> None:
+    app = RunnerApp()
+    app._scriptrunner.requests.request_stop()  # the last run ended: its runner takes nothing more
+    push._rerun_on_loop(app, "live")
+    assert [(c.fragment_id, c.query_string, c.page_script_hash) for c in app.new_runner_requests] == [("live", "sid=abc", "page")]
+    app = RunnerApp()
+    push._rerun_on_loop(app, "a fragment a full run dropped")
+    assert len(app.new_runner_requests) == 1  # AppSession.request_rerun itself ignores a fragment it no longer holds
+    assert pending(app).fragment_id_queue == []  # nothing was queued on the running script

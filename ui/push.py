@@ -156,13 +156,39 @@ class Pusher:
 
     def _push(self, target: Target, now: float) -> None:
         target.pushed_at = now
-        try:
-            _request_fragment_run(target.app, target.fragment_id)
-        except Exception:  # a closed session or a changed runtime: the page's slow timer still redraws it
-            _LOG.debug("could not push a live redraw", exc_info=True)
+        rerun_later(target)  # where it fails, the page's slow timer still redraws it
 
 
 PUSHER = Pusher()
+
+
+@dataclass(frozen=True)
+class Fragment:
+    """Where one page's fragment can be rerun from the server: its session, id and AppSession."""
+
+    session_id: str
+    fragment_id: str
+    app: object
+
+
+def this_fragment() -> Fragment | None:
+    """The fragment running on this thread, for rerun_later(); None where the server cannot push (AppTest, bare mode)."""
+    found = _current_run()
+    return None if found is None else Fragment(*found)
+
+
+def rerun_later(fragment: Fragment | Target | None) -> bool:
+    """Ask the server to rerun that fragment once the page's current run ends (never waits); False where it cannot."""
+    if fragment is None:
+        return False
+    try:
+        if not _alive(fragment.app):
+            return False
+        _request_fragment_run(fragment.app, fragment.fragment_id)
+    except Exception:  # a closed session or a changed runtime
+        _LOG.debug("could not push a fragment run", exc_info=True)
+        return False
+    return True
 
 
 def _current_run():
@@ -193,9 +219,30 @@ def _alive(app) -> bool:
 
 def _request_fragment_run(app, fragment_id: str) -> None:
     """Ask the page's AppSession, on the server's event loop, to rerun one fragment (as a browser timer would)."""
-    from streamlit.proto.ClientState_pb2 import ClientState  # noqa: PLC0415
+    app._event_loop.call_soon_threadsafe(_rerun_on_loop, app, fragment_id)  # noqa: SLF001
 
-    last = app._client_state  # noqa: SLF001 -- the page and address of the page's last run
-    state = ClientState(query_string=last.query_string, page_script_hash=last.page_script_hash,
-                        fragment_id=fragment_id, is_auto_rerun=True)
-    app._event_loop.call_soon_threadsafe(app.request_rerun, state)  # noqa: SLF001
+
+def _rerun_on_loop(app, fragment_id: str) -> None:
+    """On the event loop: AppSession.request_rerun's own steps, except that the request carries no widget states.
+
+    A browser's request always carries all of the page's widget values. One that is still waiting when this
+    request comes is merged with it, and the newer request's widget states win: an empty set would have thrown
+    away a pick the user had just made (the teacher's entry list then showed the pick, and Pin stayed disabled).
+    """
+    from streamlit.proto.ClientState_pb2 import ClientState  # noqa: PLC0415
+    from streamlit.runtime.scriptrunner_utils.script_requests import RerunData  # noqa: PLC0415
+    from streamlit.runtime.state.query_params import sanitize_query_string  # noqa: PLC0415
+
+    try:
+        last = app._client_state  # noqa: SLF001 -- the page and address of the page's last run
+        runner = app._scriptrunner  # noqa: SLF001
+        if runner is not None and app.has_fragment(fragment_id):
+            data = RerunData(query_string=sanitize_query_string(last.query_string), page_script_hash=last.page_script_hash,
+                             fragment_id=fragment_id, is_auto_rerun=True)
+            if runner.request_rerun(data):
+                return
+        # No script runner takes requests now, so none waits to be merged: the session starts a new one.
+        app.request_rerun(ClientState(query_string=last.query_string, page_script_hash=last.page_script_hash,
+                                      fragment_id=fragment_id, is_auto_rerun=True))
+    except Exception:  # a closed session or a changed runtime: the page's slow timer still redraws it
+        _LOG.debug("could not push a fragment run", exc_info=True)
