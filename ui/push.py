@@ -164,9 +164,8 @@ PUSHER = Pusher()
 
 @dataclass(frozen=True)
 class Fragment:
-    """Where one page's fragment can be rerun from the server: its session, id and AppSession."""
+    """Where one page's fragment can be rerun from the server: its id and its page's AppSession."""
 
-    session_id: str
     fragment_id: str
     app: object
 
@@ -174,7 +173,7 @@ class Fragment:
 def this_fragment() -> Fragment | None:
     """The fragment running on this thread, for rerun_later(); None where the server cannot push (AppTest, bare mode)."""
     found = _current_run()
-    return None if found is None else Fragment(*found)
+    return None if found is None else Fragment(found[1], found[2])
 
 
 def rerun_later(fragment: Fragment | Target | None) -> bool:
