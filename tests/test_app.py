@@ -499,3 +499,37 @@ def test_download_button_is_what_the_page_then_uses(tmp_path, monkeypatch, data_
     finally:
         mirror.close()
         get_dataset.clear()
+
+
+def test_the_servers_settings_are_made_once_and_a_failure_only_logged(monkeypatch, caplog) -> None:
+    """A fresh server's first visitors arrive together: the BLAS limit (threadpoolctl, not thread-safe) is set by
+    one of them, once; if setting it fails, the pages still open and the log says why."""
+    import threading
+
+    from ui import state
+
+    calls = []
+
+    def failing_limits(*args, **kwargs) -> None:
+        calls.append(args)
+        time.sleep(0.05)  # long enough for every other visitor to arrive meanwhile
+        raise OSError("libopenblas.so: cannot open shared object file")
+
+    monkeypatch.setattr(state, "_configured", [])
+    monkeypatch.setattr(state, "threadpool_limits", failing_limits)
+    errors, start = [], threading.Barrier(8)
+
+    def visitor() -> None:
+        start.wait()
+        try:
+            state.configure_server()
+        except Exception as err:  # noqa: BLE001 -- what the page would have shown
+            errors.append(err)
+
+    threads = [threading.Thread(target=visitor) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == [] and len(calls) == 1
+    assert "could not limit BLAS to one thread" in caplog.text and "libopenblas.so" in caplog.text

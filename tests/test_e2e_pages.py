@@ -118,7 +118,7 @@ class Sessions:
 
 
 @pytest.fixture
-def sessions(browser, dashboard_server):
+def sessions(browser, dashboard_server, start_dashboards):  # noqa: ARG001 -- servers a test starts stop after its pages are checked, so a failure has their logs
     """A factory of browser sessions (`sessions.new()`), each watched for exception boxes until the test ends."""
     dashboard_server.check_alive()
     made = Sessions(browser, dashboard_server)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import functools
 import logging
 import os
 import threading
@@ -40,14 +39,24 @@ def through_the_entry_point() -> None:
         st.rerun()
 
 
-@functools.cache  # the entry point runs on every page run: the settings are made once (finding the BLAS libraries takes milliseconds)
+_configured: list[bool] = []  # not empty once configure_server has run in this process
+_configure_lock = threading.Lock()
+
+
 def configure_server() -> None:
     """Process-wide settings of the page server, called by the entry point (importing changes nothing).
 
     Many pages evaluate models side by side (training runs in the engine's worker processes): one BLAS
     thread each is faster than BLAS threads that wait for one another.
     """
-    threadpool_limits(1, user_api="blas")
+    with _configure_lock:  # a fresh server's first visitors come at once, and threadpoolctl is not thread-safe (joblib/threadpoolctl#176)
+        if _configured:  # the entry point runs on every page run; finding the BLAS libraries takes milliseconds
+            return
+        try:
+            threadpool_limits(1, user_api="blas")
+        except Exception:  # a speed setting: the pages work without it, so a failure is logged, not shown
+            _LOG.exception("could not limit BLAS to one thread; the pages use its default threads")
+        _configured.append(True)
 
 
 @st.cache_resource(show_spinner=False)
