@@ -523,6 +523,14 @@ def run_history(session: Session, presenter: bool = False) -> None:
     st.subheader("Run history")
     if not session.runs:
         st.caption("Each Train starts a run; finished and stopped runs are kept here for this session.")
+        # The picker and the table are drawn empty: the browser loads their code now, not on the first Train,
+        # whose page (and the first epochs behind it) it held up by a second or more.
+        st.multiselect("Overlay on the charts", [], disabled=True, placeholder="Pick runs to compare with the current one")
+        table = run_table([session.run]).iloc[0:0]  # the columns, no row
+        if presenter:
+            st.table(table)
+        else:
+            st.dataframe(table, width="stretch")
         return
     names = {r.id: r.name for r in session.runs}
     if "overlay" in st.session_state:  # runs may have been forgotten since
