@@ -234,8 +234,9 @@ class _Worker:
 class Engine:
     """A pool of worker processes training the submitted jobs in fair turns (slices, least work left first, none starved)."""
 
-    def __init__(self, workers: int | None = None, slice_seconds: float = SLICE_SECONDS) -> None:
+    def __init__(self, workers: int | None = None, slice_seconds: float = SLICE_SECONDS, starve_seconds: float = STARVE_SECONDS) -> None:
         self.slice_seconds = slice_seconds
+        self.starve_seconds = starve_seconds
         self._queue: list[Job] = []  # jobs waiting for their next turn
         self._active: set[Job] = set()
         self._cond = threading.Condition()
@@ -293,7 +294,7 @@ class Engine:
         The job with the least work left goes first: a class that presses Train together then sees its runs
         finish one after another from the first seconds on, rather than all at the end. So that no job waits
         for ever behind shorter ones, every STARVE_SHARE-th turn goes to the job that has waited longest, once
-        it has waited STARVE_SECONDS.
+        it has waited `starve_seconds`.
         """
         with self._cond:
             while not self._closed:
@@ -302,7 +303,7 @@ class Engine:
                 ready = [job for job in self._queue if job._not_before <= now]
                 if ready:
                     self._turns += 1
-                    starving = [job for job in ready if now - job._waiting_since >= STARVE_SECONDS]
+                    starving = [job for job in ready if now - job._waiting_since >= self.starve_seconds]
                     if starving and self._turns % STARVE_SHARE == 0:
                         job = min(starving, key=lambda j: j._waiting_since)
                     else:

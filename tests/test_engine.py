@@ -162,3 +162,39 @@ def test_a_diverging_run_stops_cleanly_with_the_last_finite_model(data: Dataset,
     assert session.run.status == "diverged" and "diverged in epoch 1" in session.run.message
     assert session.run.trained_epochs == 0 and session.model.is_finite()
     np.testing.assert_array_equal(session.model.W, before)
+
+
+
+def test_a_long_run_behind_a_stream_of_short_ones_still_gets_turns(data: Dataset) -> None:
+    """Least work left goes first, but a job that has waited long enough gets a share of the turns."""
+    pool = Engine(workers=1, starve_seconds=0.3)  # one core: every turn the long run gets is one a short run did not
+    states = [trainer(data, seed).state for seed in range(12)]
+    shorts: list[Job] = []
+    seen: list[tuple[int, int]] = []  # the long run's (epochs done, images done) as each short run ends
+
+    class NextShort:
+        """As a short run ends, the next one comes: a class whose shorter runs never stop coming."""
+
+        def on_epoch(self, job: Job, record) -> None:
+            pass
+
+        def on_end(self, job: Job) -> None:
+            seen.append((long.epochs_done, long.progress[0]))
+            if len(shorts) < len(states):
+                submit_short()
+
+    def submit_short() -> None:
+        shorts.append(pool.submit(Job(shared_ref(data), states[len(shorts)], TrainConfig(epochs=1), listener=NextShort())))
+
+    try:
+        submit_short()
+        long = pool.submit(Job(shared_ref(data), trainer(data, 99).state, TrainConfig(epochs=3)))
+        until(lambda: len(shorts) == len(states) and not any(job.active for job in shorts), "the twelve short runs' end")
+        # There was always a short run waiting, with less work left than the long one: by that rule alone the
+        # long run would have had no turn until the last of them ended.
+        assert all(job.status == "finished" for job in shorts)
+        assert seen[-1] != (0, 0), f"the long run had no turn while twelve shorter runs came and went: {seen}"
+        until(lambda: not long.active, "the long run's end")
+        assert long.status == "finished" and long.epochs_done == 3
+    finally:
+        pool.close()
