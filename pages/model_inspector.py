@@ -129,9 +129,9 @@ def why_section(model: SoftmaxRegression, logits: np.ndarray, dataset, presenter
                                           font_size=17 if presenter else 13)
         st.plotly_chart(figure, key="mi_why", config={"displaylogo": False})
     with right:
-        bars = charts.probability_figure(probs, names, true, height=400 if presenter else 320, font_size=17 if presenter else None)
-        bars.update_layout(title_text="softmax of the 10 logits")  # the verdict is written above the figures
-        st.plotly_chart(bars, key="mi_why_probs", config={"displaylogo": False})
+        bars = charts.probability_figure(probs, names, true, height=400 if presenter else 320, font_size=17 if presenter else None,
+                                         title="softmax of the 10 logits")  # the verdict is written above the figures
+        st.plotly_chart(charts.as_figure(bars), key="mi_why_probs", config={"displaylogo": False})
     rows = []
     for c, role in ((pred, "predicted"), (other, other_role)):
         total, bias, logit = explain_step.logit_parts(image, model.W, model.b, c)
