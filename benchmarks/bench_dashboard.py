@@ -25,7 +25,7 @@ In one run, with Debian's headless Chromium (/usr/bin/chromium) driven by Playwr
                 yet): loaded, network idle, 2 s of rest; then a MutationObserver is installed in the page
                 and the Train button is clicked from inside the page (btn.click(), no Playwright overhead);
                 the observer records performance.now() when the text `epoch k, loss` first appears in the
-                log, k = 1..5. Target: click -> epoch 5 in the DOM <= 2 s (median).
+                log, k = 1..5. Target: click -> epoch 5 in the DOM <= 1.5 s (median).
 
 A report, not a test: PASS/MISS per target, exit status 0; 1 only if it cannot run (no data, no browser,
 a server that does not start). Every server (its process group) and the browser are ended on the way
@@ -60,7 +60,7 @@ from softmax_core.data import ENV_DATA_DIR, FILES, DataError, search_roots  # no
 
 EMPTY_APP = 'import streamlit as st; st.title("Empty")\n'
 TARGET_OPEN_RATIO = 1.5  # dashboard page open <= 1.5x the empty page's
-TARGET_TRAIN_SECONDS = 2.0  # click Train -> "epoch 5, loss" in the DOM
+TARGET_TRAIN_SECONDS = 1.5  # a fresh page's first Train click -> "epoch 5, loss" in the DOM (2 s before the classroom issue asked for 1.5 s)
 EPOCHS = 5  # the lesson's default, what Train runs
 READY_TIMEOUT_MS = 90_000
 TRAIN_TIMEOUT_MS = 30_000  # a round that takes longer is reported as failed
