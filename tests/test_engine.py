@@ -164,7 +164,6 @@ def test_a_diverging_run_stops_cleanly_with_the_last_finite_model(data: Dataset,
     np.testing.assert_array_equal(session.model.W, before)
 
 
-
 def test_a_long_run_behind_a_stream_of_short_ones_still_gets_turns(data: Dataset) -> None:
     """Least work left goes first, but a job that has waited long enough gets a share of the turns."""
     pool = Engine(workers=1, starve_seconds=0.3)  # one core: every turn the long run gets is one a short run did not

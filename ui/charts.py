@@ -128,7 +128,7 @@ def probability_figure(probs: np.ndarray, class_names: Sequence[str], true: int,
 
     font_size (None: Plotly's 12) sets the ticks, bar labels and axis title; the title is 2 px larger. title (None:
     the true and predicted classes) replaces the title. A plain figure dict, like curves_figure: every full run of
-    the Train page draws it, and building Plotly's objects took about 10 ms.
+    the Train page draws it, and building Plotly's objects took about 15 ms.
     """
     pred = int(np.argmax(probs))
     colors = ["#9aa5b1"] * len(class_names)

@@ -499,12 +499,6 @@ def test_image_grid(session: Session, dataset, presenter: bool, training: bool) 
     left.caption("Green: the true class. Red: a wrong prediction. A confident model puts almost all probability on one class.")
     figure = charts.probability_figure(probs[choice], names, int(labels[indices[choice]]), height=340 if presenter else 260,
                                        font_size=PRESENTER_FONT if presenter else None)
-    if presenter:  # Streamlit's chart theme sizes ticks and bar labels itself: a projector needs them set
-        figure["data"][0]["textfont"] = {"size": PRESENTER_FONT}
-        for axis in ("xaxis", "yaxis"):
-            layout = figure["layout"][axis]
-            layout["tickfont"] = {"size": PRESENTER_FONT}
-            layout["title"] = {**layout.get("title", {}), "font": {"size": PRESENTER_FONT}}
     right.plotly_chart(charts.as_figure(figure), key="probs_chart", config={"displaylogo": False})
 
 
