@@ -185,9 +185,10 @@ def test_a_long_run_behind_a_stream_of_short_ones_still_gets_turns(data: Dataset
     def submit_short() -> None:
         shorts.append(pool.submit(Job(shared_ref(data), states[len(shorts)], TrainConfig(epochs=1), listener=NextShort())))
 
+    long = Job(shared_ref(data), trainer(data, 99).state, TrainConfig(epochs=3))  # made before any short run can end and read it
     try:
         submit_short()
-        long = pool.submit(Job(shared_ref(data), trainer(data, 99).state, TrainConfig(epochs=3)))
+        pool.submit(long)
         until(lambda: len(shorts) == len(states) and not any(job.active for job in shorts), "the twelve short runs' end")
         # There was always a short run waiting, with less work left than the long one: by that rule alone the
         # long run would have had no turn until the last of them ended.
