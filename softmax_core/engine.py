@@ -84,7 +84,8 @@ class Job:
         self._current = state  # the state the next slice starts from (the engine's)
         self._epoch = None  # the epoch on its way (EpochProgress), the engine's
         self._began = time.monotonic()
-        self._not_before = 0.0
+        self._not_before = 0.0  # its next turn not before this time.monotonic(): the pace, or the page drawing the last epoch
+        self._paced_until = 0.0  # the pace's part of it
         self._waiting_since = time.monotonic()  # when its last turn ended (or it was submitted)
         self._samples = 60000  # per epoch, until the first slice says
         self._drawn = -1
@@ -125,9 +126,13 @@ class Job:
 
     def drawn(self, epoch: int) -> None:
         """The page has shown this epoch: the next one need not wait for it."""
-        if epoch > self._drawn:
+        with self.lock:
+            if epoch <= self._drawn:
+                return
             self._drawn = epoch
-            self._wake()
+            if self.records and epoch >= self.records[-1].epoch:  # what held the next epoch back is drawn: only the pace may
+                self._not_before = self._paced_until
+        self._wake()
 
     # ------------------------------------------------------------------ the engine's side
 
@@ -166,7 +171,8 @@ class Job:
                 self.status = "finished"
             else:
                 now = time.monotonic()
-                self._not_before = max(self._began + self.pace * len(self.records), now + DRAW_WAIT if self._drawn < record.epoch else now)
+                self._paced_until = self._began + self.pace * len(self.records)
+                self._not_before = max(self._paced_until, now + DRAW_WAIT if self._drawn < record.epoch else now)
             if self.listener is not None:
                 self.listener.on_epoch(self, record)
             if finished and self.listener is not None:

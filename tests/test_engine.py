@@ -12,6 +12,7 @@ import pytest
 from threadpoolctl import threadpool_limits
 
 from softmax_core import Dataset, SoftmaxRegression, TrainConfig, Trainer
+from softmax_core import engine as engine_module
 from softmax_core.engine import Engine, Job
 from softmax_core.shared import share, shared_ref
 from ui.session import Session, Setup
@@ -198,3 +199,16 @@ def test_a_long_run_behind_a_stream_of_short_ones_still_gets_turns(data: Dataset
         assert long.status == "finished" and long.epochs_done == 3
     finally:
         pool.close()
+
+
+def test_the_next_epoch_waits_for_the_page_to_draw_the_last_and_no_longer(data: Dataset, engine: Engine, monkeypatch) -> None:
+    """One chart point per epoch: an epoch waits for the page to draw the one before, and starts once it has."""
+    monkeypatch.setattr(engine_module, "DRAW_WAIT", 600.0)  # only the page's drawing can let the next epoch start in time
+    job = engine.submit(Job(shared_ref(data), trainer(data, 5).state, TrainConfig(epochs=3)))
+    until(lambda: job.epochs_done == 1, "epoch 1")
+    time.sleep(1.0)
+    assert job.epochs_done == 1 and job.progress[0] == 0, "epoch 2 began before the page had drawn epoch 1"
+    for epoch in (1, 2):
+        job.drawn(epoch)  # as the page's live area does when it draws the epoch
+        until(lambda e=epoch: job.epochs_done > e or not job.active, f"epoch {epoch + 1} once epoch {epoch} was drawn", limit=60)
+    assert job.status == "finished" and job.epochs_done == 3
