@@ -207,6 +207,33 @@ def test_concurrent_saves_from_threads(store: SQLiteRunStore) -> None:
     assert 1 + 8 * 25 > MAX_RUNS and len(store.load(shared)) == MAX_RUNS  # the cap holds under concurrent saves too
 
 
+def test_a_read_does_not_wait_behind_a_write_of_the_same_process(store: SQLiteRunStore) -> None:
+    """A class board's redraw and a new tab's runs are reads: thirty sessions' saves must not hold them up."""
+    owner = new_owner_token()
+    store.save(owner, make_run(1).to_dict())
+    started, release = threading.Event(), threading.Event()
+
+    def stalled_write(execute) -> None:
+        execute(f"DELETE FROM {TABLE} WHERE owner = {store.PARAM}", (owner,))  # not committed while it waits
+        started.set()
+        release.wait(60)
+
+    writer = threading.Thread(target=store._transaction, args=(stalled_write,))
+    writer.start()
+    try:
+        assert started.wait(30), "the write did not begin"
+        seen: list[list[dict]] = []
+        reader = threading.Thread(target=lambda: seen.append(store.load(owner)))
+        reader.start()
+        reader.join(10)
+        assert not reader.is_alive(), "the read waited for the write to end"
+        assert [run["id"] for run in seen[0]] == [1]  # the last commit, not the write under way
+    finally:
+        release.set()
+        writer.join(30)
+    assert store.load(owner) == []  # the write, once committed, is seen
+
+
 def test_two_processes_share_one_file(tmp_path: Path) -> None:
     path = tmp_path / "shared" / "runs.sqlite3"
     owner = new_owner_token()

@@ -115,8 +115,10 @@ class _TableStore:
 
     PARAM = "?"  # the driver's placeholder
     max_runs: int
-    _lock: threading.Lock
+    _lock: threading.Lock  # the writing connection's
     _conn: object
+    _read_lock: threading.Lock  # the reading connection's: a read never waits behind a write of this process
+    _read_conn: object
 
     def save(self, owner: str, run: dict) -> list[int]:
         """Insert or replace the owner's run with id run["id"], in one transaction; the ids of ended runs dropped to keep max_runs."""
@@ -163,11 +165,15 @@ class _TableStore:
             self._transaction(lambda execute: execute(sql, (owner,)))
 
     def close(self) -> None:
-        """Close the connection (a later call reopens it)."""
+        """Close the connections (a later call reopens them)."""
         with self._lock:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+        with self._read_lock:
+            if self._read_conn is not None:
+                self._read_conn.close()
+                self._read_conn = None
 
     def _transaction(self, work: Callable[[Execute], T], write: bool = True) -> T:
         raise NotImplementedError
@@ -179,9 +185,11 @@ class _TableStore:
 class SQLiteRunStore(_TableStore):
     """A RunStore in one SQLite file (WAL mode): safe for many threads of one process and for several processes.
 
-    One connection per store, used under a lock (do not carry a store across fork()): Streamlit starts a new
-    thread for every script run, so per-thread connections would be opened and dropped all the time, and the
-    store's queries take well under a millisecond. Between processes, SQLite's file locks and busy_timeout serialise the writes. The file must
+    Two connections per store, each used under its own lock (do not carry a store across fork()): one writes,
+    one reads. Streamlit starts a new thread for every script run, so per-thread connections would be opened
+    and dropped all the time, and the store's queries take well under a millisecond. Reads have their own
+    connection because WAL lets them go on beside a write: behind one lock, a class board's redraw waited
+    for thirty sessions' saves and publishes (1.3 s for a read while a class pressed Train). Between processes, SQLite's file locks and busy_timeout serialise the writes. The file must
     be on a local disk (WAL needs shared memory; network file systems are not supported by SQLite's WAL).
     """
 
@@ -190,8 +198,13 @@ class SQLiteRunStore(_TableStore):
         self.busy_timeout, self.max_runs = float(busy_timeout), int(max_runs)
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
+        self._read_lock = threading.Lock()
+        self._read_conn: sqlite3.Connection | None = None
         with self._lock:
             self._connection()  # fail now, with a clear message, rather than at the first save
+        if self.path != ":memory:":
+            with self._read_lock:
+                self._reader()  # now: opened later, it might wait for the tables behind a write
 
     def __repr__(self) -> str:
         return f"SQLiteRunStore({self.path!r})"
@@ -199,7 +212,19 @@ class SQLiteRunStore(_TableStore):
     # --- internals -------------------------------------------------------------------------------------
 
     def _transaction(self, work: Callable[[Execute], T], write: bool = True) -> T:
-        """work(execute); a write in one transaction: all of it is written, or (after a crash) none of it."""
+        """work(execute) in one transaction: a write is all written or (after a crash) not at all; a read sees one snapshot."""
+        if not write and self.path != ":memory:":  # (a second connection to :memory: would be another database)
+            with self._read_lock:
+                try:
+                    conn = self._reader()
+                    conn.execute("BEGIN")  # WAL: the reads see the last commit as of the first of them, and never wait for a writer
+                    try:
+                        return work(lambda sql, params: conn.execute(sql, params).fetchall())
+                    finally:
+                        if conn.in_transaction:
+                            conn.execute("COMMIT")
+                except sqlite3.Error as err:
+                    raise RunStoreError(self._explain(err)) from err
         with self._lock:
             try:
                 conn = self._connection()
@@ -207,7 +232,7 @@ class SQLiteRunStore(_TableStore):
                 def execute(sql: str, params: tuple) -> list:
                     return conn.execute(sql, params).fetchall()
 
-                if not write:  # WAL: a read sees the last commit and never waits for a writer
+                if not write:
                     return work(execute)
                 conn.execute("BEGIN IMMEDIATE")  # take the write lock first: no deadlock-prone lock upgrade later
                 try:
@@ -223,6 +248,18 @@ class SQLiteRunStore(_TableStore):
 
     def _where(self) -> str:
         return self.path
+
+    def _reader(self) -> sqlite3.Connection:
+        """The reading connection, opened at the start or after close() (the writing one made the tables)."""
+        if self._read_conn is None:
+            try:
+                conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False)
+                conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+                conn.execute("PRAGMA query_only = ON")  # this connection never writes, whatever a caller asks
+            except sqlite3.Error as err:
+                raise RunStoreError(self._explain(err)) from err
+            self._read_conn = conn
+        return self._read_conn
 
     def _connection(self) -> sqlite3.Connection:
         """The connection, opened (and the table created) on first use or after close()."""
@@ -331,6 +368,8 @@ class PostgresRunStore(_TableStore):
         self.busy_timeout, self.max_runs = float(busy_timeout), int(max_runs)
         self._lock = threading.Lock()
         self._conn = None
+        self._read_lock = threading.Lock()
+        self._read_conn = None
         with self._lock:
             self._run(self._create_schema)
 
@@ -347,30 +386,35 @@ class PostgresRunStore(_TableStore):
             _fill_status(_executor(conn), self.PARAM)
 
     def _transaction(self, work: Callable[[Execute], T], write: bool = True) -> T:
-        """work(execute) in one transaction."""
-        with self._lock:
-            return self._run(lambda conn: work(_executor(conn)))
+        """work(execute) in one transaction (a read on its own connection: it never waits behind this process's writes)."""
+        with self._lock if write else self._read_lock:
+            return self._run(lambda conn: work(_executor(conn)), read=not write)
 
     def _where(self) -> str:
         return "PostgreSQL"
 
-    def _run(self, operation: Callable):
-        """operation(connection) in one transaction (autocommit off); errors become RunStoreError."""
+    def _run(self, operation: Callable, read: bool = False):
+        """operation(connection) in one transaction (autocommit off), on the reading or the writing connection; errors become RunStoreError."""
         psycopg = self._psycopg
+        slot = "_read_conn" if read else "_conn"
         for attempt in (1, 2):  # once more on a fresh connection if the old one was dropped
             try:
-                if self._conn is None or self._conn.closed:
-                    self._conn = psycopg.connect(self._url, connect_timeout=10)
+                conn = getattr(self, slot)
+                if conn is None or conn.closed:
+                    conn = psycopg.connect(self._url, connect_timeout=10)
                     # a write waits this long for another connection's row locks, then fails (the Saver retries)
-                    self._conn.execute(f"SET lock_timeout = {max(1, int(self.busy_timeout * 1000))}")
-                    self._conn.commit()
-                with self._conn.transaction():
-                    return operation(self._conn)
+                    conn.execute(f"SET lock_timeout = {max(1, int(self.busy_timeout * 1000))}")
+                    if read:
+                        conn.execute("SET default_transaction_read_only = on")
+                    conn.commit()
+                    setattr(self, slot, conn)
+                with conn.transaction():
+                    return operation(conn)
             except psycopg.errors.LockNotAvailable as err:
                 raise RunStoreError(f"The PostgreSQL run store is locked by another connection ({type(err).__name__}): "
                                     "it is busy, or a program holds a lock on its table.") from err
             except psycopg.OperationalError as err:
-                self._conn = None
+                setattr(self, slot, None)
                 if attempt == 2:
                     raise RunStoreError(f"The PostgreSQL run store cannot be reached ({type(err).__name__}); check the server "
                                         f"and {ENV_RUNS_DB}; runs are not kept meanwhile.") from err
