@@ -477,9 +477,7 @@ def reference_lines(seeds: list[int], threads: int | None = 1) -> dict[int, list
 
 def board_delays(out: dict, results: list[SessionResult]) -> dict:
     """Seconds from a student's page showing an epoch to the projector's board showing it, per (student, epoch)."""
-    from ui import board as class_board  # noqa: PLC0415
-
-    entries = class_board.read_board(BOARD["store"], BOARD["code"]).entries
+    entries = BOARD["entries"]
     seed_of = {str(e.number): e.settings.get("seed") for e in entries}
     by_seed = {r.seed: r for r in results if not r.label.startswith("warm-up")}  # it trained before the projector's tab opened
     delays, missing = [], []
@@ -557,6 +555,15 @@ def run_load(sessions: int = 30, data_dir: str | Path | None = None, timeout: fl
     finally:
         server_log = server.output()
         server.close()
+        if BOARD.get("code"):  # the board's entries as the load left them, read before the store's folder goes
+            from ui import board as class_board  # noqa: PLC0415
+
+            try:
+                BOARD["entries"] = class_board.read_board(BOARD["store"], BOARD["code"]).entries
+            except class_board.BoardError as err:
+                BOARD["entries"], out["board_read_error"] = [], str(err)
+            finally:
+                BOARD["store"].close()
         tmp.cleanup()
     out["load_avg_end"] = os.getloadavg()
     out["server_log_errors"] = [line for line in server_log.splitlines() if re.search(r"Traceback|Error|Exception|Warning", line)][:40]
