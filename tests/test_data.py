@@ -256,7 +256,7 @@ def _with(raw: bytes, offset: int, value: bytes) -> bytes:
 
 BROKEN = {  # case -> (file replaced, how to make it from the real .gz bytes, words the message must hold)
     "truncated gzip": ("train-images-idx3-ubyte.gz", lambda gz: gz[: len(gz) // 2], "not a complete gzip file"),
-    "not gzip": ("t10k-labels-idx1-ubyte.gz", lambda gz: gzip.decompress(gz), "not a complete gzip file"),
+    "not gzip": ("t10k-labels-idx1-ubyte.gz", gzip.decompress, "not a complete gzip file"),
     "empty file": ("t10k-labels-idx1-ubyte.gz", lambda gz: b"", "too short"),
     "images where labels belong": ("t10k-labels-idx1-ubyte.gz", lambda gz: _gz(b"\0\0\x08\x03" + bytes(12)),
                                    "not an IDX labels file"),
@@ -348,7 +348,7 @@ class Mirror:
                     return
                 if mode == "bad":
                     body = _with(body, len(body) // 2, bytes([body[len(body) // 2] ^ 0xFF]))
-                elif mode != "drop" and mode != "good":
+                elif mode not in ("drop", "good"):
                     self.send_error(404)
                     return
                 self.send_response(200)

@@ -8,11 +8,11 @@ import re
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import Page, expect
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from tests.test_e2e import WAIT, button, open_app, wait_idle
-from tests.test_e2e_pages import TRAIN_WAIT, Sessions, finished, records, sessions, shots  # noqa: F401 -- the sessions fixture
+from tests.test_e2e_pages import TRAIN_WAIT, Sessions, finished, records, sessions  # noqa: F401 -- the sessions fixture
 
 BOARD_WAIT = 30_000  # ms: the board redraws every second; a busy machine is slower
 
@@ -40,7 +40,8 @@ def expect_rows(page: Page, want, timeout_ms: int = BOARD_WAIT) -> list[dict[str
         page.wait_for_timeout(500)
 
 
-def test_a_class_board_across_two_servers(sessions: Sessions, start_dashboards, tmp_path: Path) -> None:
+def test_a_class_board_across_two_servers(sessions: Sessions,  # noqa: F811 -- the imported fixture
+                                           start_dashboards, tmp_path: Path) -> None:
     server_a, server_b = start_dashboards(2, tmp_path / "runs.sqlite3")
 
     # The teacher starts a board on server B.

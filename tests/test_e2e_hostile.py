@@ -28,7 +28,8 @@ def peak_mb(pid: int) -> float:
     raise AssertionError(f"no VmHWM for {pid}")
 
 
-def test_hostile_links_and_uploads_are_harmless(sessions: Sessions, start_dashboards, tmp_path: Path) -> None:
+def test_hostile_links_and_uploads_are_harmless(sessions: Sessions,  # noqa: F811 -- the imported fixture
+                                                 start_dashboards, tmp_path: Path) -> None:
     (server,) = start_dashboards(1, tmp_path / "runs.sqlite3")
     page = sessions.new(server=server)
     for query in HOSTILE_LINKS:

@@ -95,7 +95,7 @@ def test_pushed_runs_take_turns_oldest_news_first(pusher, monkeypatch):
         pending = [app for app in pages if app.runs and app.id not in drawn]
         assert 0 < len(pending) <= push.MAX_PUSHED_RUNS
         running = begin(pusher, pending[0])
-        assert not until(lambda: len(asked()) > len(drawn) + len(pending), limit=0.2)  # a run going on holds its turn
+        assert not until(lambda pending=pending: len(asked()) > len(drawn) + len(pending), limit=0.2)  # a run going on holds its turn
         running.finish()
         drawn.add(pending[0].id)
         assert until(lambda: len(asked()) >= min(len(pages), len(drawn) + push.MAX_PUSHED_RUNS))
