@@ -84,8 +84,8 @@ class Job:
         self._current = state  # the state the next slice starts from (the engine's)
         self._epoch = None  # the epoch on its way (EpochProgress), the engine's
         self._began = time.monotonic()
-        self._not_before = 0.0  # its next turn not before this time.monotonic(): the pace, or the page drawing the last epoch
-        self._paced_until = 0.0  # the pace's part of it
+        self._paced_until = 0.0  # time.monotonic() before which the pace holds its next epoch back
+        self._draw_until = 0.0  # ... and the page not having drawn its last epoch yet (cleared once it has)
         self._waiting_since = time.monotonic()  # when its last turn ended (or it was submitted)
         self._samples = 60000  # per epoch, until the first slice says
         self._drawn = -1
@@ -130,9 +130,14 @@ class Job:
             if epoch <= self._drawn:
                 return
             self._drawn = epoch
-            if self.records and epoch >= self.records[-1].epoch:  # what held the next epoch back is drawn: only the pace may
-                self._not_before = self._paced_until
+            if self.records and epoch >= self.records[-1].epoch:
+                self._draw_until = 0.0
         self._wake()
+
+    @property
+    def _not_before(self) -> float:
+        """time.monotonic() before which the job takes no turn."""
+        return max(self._paced_until, self._draw_until)
 
     # ------------------------------------------------------------------ the engine's side
 
@@ -170,9 +175,8 @@ class Job:
             if finished:
                 self.status = "finished"
             else:
-                now = time.monotonic()
                 self._paced_until = self._began + self.pace * len(self.records)
-                self._not_before = max(self._paced_until, now + DRAW_WAIT if self._drawn < record.epoch else now)
+                self._draw_until = time.monotonic() + DRAW_WAIT if self._drawn < record.epoch else 0.0
             if self.listener is not None:
                 self.listener.on_epoch(self, record)
             if finished and self.listener is not None:

@@ -213,30 +213,15 @@ class SQLiteRunStore(_TableStore):
 
     def _transaction(self, work: Callable[[Execute], T], write: bool = True) -> T:
         """work(execute) in one transaction: a write is all written or (after a crash) not at all; a read sees one snapshot."""
-        if not write and self.path != ":memory:":  # (a second connection to :memory: would be another database)
-            with self._read_lock:
-                try:
-                    conn = self._reader()
-                    conn.execute("BEGIN")  # WAL: the reads see the last commit as of the first of them, and never wait for a writer
-                    try:
-                        return work(lambda sql, params: conn.execute(sql, params).fetchall())
-                    finally:
-                        if conn.in_transaction:
-                            conn.execute("COMMIT")
-                except sqlite3.Error as err:
-                    raise RunStoreError(self._explain(err)) from err
-        with self._lock:
+        reading = not write and self.path != ":memory:"  # (a second connection to :memory: would be another database)
+        with self._read_lock if reading else self._lock:
             try:
-                conn = self._connection()
-
-                def execute(sql: str, params: tuple) -> list:
-                    return conn.execute(sql, params).fetchall()
-
-                if not write:
-                    return work(execute)
-                conn.execute("BEGIN IMMEDIATE")  # take the write lock first: no deadlock-prone lock upgrade later
+                conn = self._reader() if reading else self._connection()
+                # A write takes the write lock first (no deadlock-prone lock upgrade later); WAL: a read sees the last
+                # commit as of its first statement and never waits for a writer.
+                conn.execute("BEGIN" if not write else "BEGIN IMMEDIATE")
                 try:
-                    result = work(execute)
+                    result = work(lambda sql, params: conn.execute(sql, params).fetchall())
                     conn.execute("COMMIT")
                 except BaseException:
                     if conn.in_transaction:
