@@ -166,14 +166,11 @@ class _TableStore:
 
     def close(self) -> None:
         """Close the connections (a later call reopens them)."""
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-        with self._read_lock:
-            if self._read_conn is not None:
-                self._read_conn.close()
-                self._read_conn = None
+        for lock, slot in ((self._lock, "_conn"), (self._read_lock, "_read_conn")):
+            with lock:
+                if (conn := getattr(self, slot)) is not None:
+                    conn.close()
+                    setattr(self, slot, None)
 
     def _transaction(self, work: Callable[[Execute], T], write: bool = True) -> T:
         raise NotImplementedError
@@ -237,14 +234,26 @@ class SQLiteRunStore(_TableStore):
     def _reader(self) -> sqlite3.Connection:
         """The reading connection, opened at the start or after close() (the writing one made the tables)."""
         if self._read_conn is None:
-            try:
-                conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False)
-                conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
-                conn.execute("PRAGMA query_only = ON")  # this connection never writes, whatever a caller asks
-            except sqlite3.Error as err:
-                raise RunStoreError(self._explain(err)) from err
-            self._read_conn = conn
+            self._read_conn = self._open(["PRAGMA query_only = ON"])  # this connection never writes, whatever a caller asks
         return self._read_conn
+
+    def _open(self, pragmas: list[str], setup: Callable[[sqlite3.Connection], None] | None = None) -> sqlite3.Connection:
+        """A new connection with the store's busy timeout, these pragmas and setup(conn); errors become RunStoreError."""
+        conn = None
+        try:
+            # autocommit (isolation_level=None): transactions are explicit
+            conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False)
+            for pragma in [f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}", *pragmas]:
+                conn.execute(pragma)
+            if setup is not None:
+                setup(conn)
+        except (sqlite3.Error, RunStoreError) as err:
+            if conn is not None:
+                conn.close()
+            if isinstance(err, RunStoreError):
+                raise
+            raise RunStoreError(self._explain(err)) from err
+        return conn
 
     def _connection(self) -> sqlite3.Connection:
         """The connection, opened (and the table created) on first use or after close()."""
@@ -256,22 +265,11 @@ class SQLiteRunStore(_TableStore):
         except OSError as err:
             raise RunStoreError(f"Cannot create the folder for the run store {self.path} ({err.strerror or err}). "
                                 f"Set {ENV_RUNS_DB} to a file in a writable folder; runs are not kept meanwhile.") from err
-        conn = None
-        try:
-            # autocommit (isolation_level=None): transactions are explicit, one per write
-            conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False)
-            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
-            conn.execute("PRAGMA journal_mode = WAL")  # readers never block the writer; a crash mid-write is rolled back
-            conn.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: consistent after a crash, only the last commits may be lost on power loss
-            self._create_schema(conn)
-        except (sqlite3.Error, RunStoreError) as err:
-            if conn is not None:
-                conn.close()
-            if isinstance(err, RunStoreError):
-                raise
-            raise RunStoreError(self._explain(err)) from err
-        self._conn = conn
-        return conn
+        self._conn = self._open([
+            "PRAGMA journal_mode = WAL",  # readers never block the writer; a crash mid-write is rolled back
+            "PRAGMA synchronous = NORMAL",  # WAL + NORMAL: consistent after a crash, only the last commits may be lost on power loss
+        ], setup=self._create_schema)
+        return self._conn
 
     def _create_schema(self, conn: sqlite3.Connection) -> None:
         """Create the table, or bring an older one up to SCHEMA_VERSION; a current file is only read (no write lock)."""
